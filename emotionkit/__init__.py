@@ -1,0 +1,49 @@
+"""emotionkit: train, evaluate and ship facial-expression classifiers with Keras 3.
+
+The package import is light: Keras, TensorFlow and JAX are imported only by the functions
+that need them, so `emotionkit --help` is instant and the backend can still be chosen.
+
+Example:
+    >>> import emotionkit
+    >>> recipe = emotionkit.load_recipe("recipes/quickstart.yaml", ["train.epochs=1"])
+    >>> result = emotionkit.train(recipe)  # doctest: +SKIP
+    >>> result.run_dir  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from emotionkit.errors import DataError, EmotionkitError, ExportError, RecipeError
+from emotionkit.recipe import Recipe, load_recipe
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DataError",
+    "EmotionkitError",
+    "ExportError",
+    "Recipe",
+    "RecipeError",
+    "__version__",
+    "export_run",
+    "load_recipe",
+    "train",
+]
+
+if TYPE_CHECKING:
+    from emotionkit.export import export_run
+    from emotionkit.workflow import train
+
+
+def __getattr__(name: str) -> Any:
+    """Import the heavy entry points on first use, so `import emotionkit` stays instant."""
+    if name == "train":
+        from emotionkit.workflow import train
+
+        return train
+    if name == "export_run":
+        from emotionkit.export import export_run
+
+        return export_run
+    raise AttributeError(f"module 'emotionkit' has no attribute {name!r}")

@@ -1,0 +1,94 @@
+"""The `emotionkit` command: a thin Typer layer over the library.
+
+Nothing heavy is imported here: Keras, TensorFlow and JAX are imported inside the command
+bodies (through the library), so `emotionkit --help` and `emotionkit recipe ...` are instant.
+Bad input (an `EmotionkitError`) prints one paragraph and exits with code 2; `--debug` shows
+the traceback instead.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from emotionkit.errors import EmotionkitError
+from emotionkit.recipe import load_recipe, recipe_json_schema
+
+app = typer.Typer(
+    help="Train, evaluate and ship facial-expression classifiers (Keras 3, JAX or TensorFlow).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+recipe_app = typer.Typer(help="Inspect recipes.", no_args_is_help=True)
+app.add_typer(recipe_app, name="recipe")
+
+_state = {"debug": False}
+
+RECIPE_ARG = typer.Argument(..., help="Recipe YAML file.", show_default=False)
+OVERRIDES_ARG = typer.Argument(
+    None,
+    help="Dotted overrides, e.g. train.epochs=3 model.depth=34 data.augment=[]",
+    show_default=False,
+)
+
+
+@app.callback()
+def _main_options(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for input errors."),
+) -> None:
+    _state["debug"] = debug
+
+
+@app.command()
+def train(
+    recipe: Path = RECIPE_ARG,
+    overrides: list[str] | None = OVERRIDES_ARG,
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Parent of run directories."),
+) -> None:
+    """Train, evaluate and export a recipe; the last line printed is the run directory."""
+    from emotionkit.workflow import train as train_recipe
+
+    result = train_recipe(load_recipe(recipe, overrides), runs_dir=runs_dir)
+    typer.echo(str(result.run_dir))
+
+
+@app.command()
+def export(
+    run_dir: Path = typer.Argument(..., help="A run directory written by `train`."),
+) -> None:
+    """(Re-)export a run's best checkpoint to SavedModel and ONNX, with the parity check."""
+    from emotionkit.export import export_run
+
+    if not (run_dir / "checkpoints" / "best.keras").is_file():
+        raise EmotionkitError(f"{run_dir} is not a run directory (no checkpoints/best.keras).")
+    report = export_run(run_dir)
+    if not report:
+        raise EmotionkitError(f"{run_dir}/recipe.yaml lists no export.formats; nothing to do.")
+    typer.echo(json.dumps({name: c["max_abs_diff"] for name, c in report["checks"].items()}))
+
+
+@recipe_app.command("show")
+def recipe_show(recipe: Path = RECIPE_ARG, overrides: list[str] | None = OVERRIDES_ARG) -> None:
+    """Print the resolved recipe (defaults and overrides applied) as YAML."""
+    typer.echo(load_recipe(recipe, overrides).to_yaml(), nl=False)
+
+
+@recipe_app.command("schema")
+def recipe_schema() -> None:
+    """Print the recipe's JSON Schema (point your editor's YAML plugin at it)."""
+    typer.echo(json.dumps(recipe_json_schema(), indent=2))
+
+
+def main() -> None:
+    """Console-script entry point: run the app, turning input errors into exit code 2."""
+    try:
+        app()
+    except EmotionkitError as error:
+        if _state["debug"]:
+            raise
+        typer.echo(f"error: {error}", err=True)
+        sys.exit(2)

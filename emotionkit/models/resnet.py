@@ -1,0 +1,109 @@
+"""KerasCV ResNet with a small-image stem, raw-pixel normalisation and a logits head.
+
+The residual stacks come from KerasCV (`apply_stack`, keras-cv pinned to 0.9.0 because it is a
+private module); only the stem is ours, because KerasCV's ResNet always uses the ImageNet stem
+(7x7 stride 2 + max-pool) that shrinks a 48x48 face to 12x12 before the first block. The
+model holds only stock Keras layers, so a saved `.keras` file loads without emotionkit.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from emotionkit.recipe import ModelSpec
+
+# (blocks per stage, block type) for each depth, as in He et al. 2015, table 1.
+RESNET_STAGES: dict[int, tuple[list[int], str]] = {
+    18: ([2, 2, 2, 2], "basic_block"),
+    34: ([3, 4, 6, 3], "basic_block"),
+    50: ([3, 4, 6, 3], "block"),
+    101: ([3, 4, 23, 3], "block"),
+}
+STAGE_FILTERS = (64, 128, 256, 512)
+BN_EPSILON = 1.001e-5  # KerasCV's value, so the stem matches its blocks
+
+
+def build_model(
+    spec: ModelSpec,
+    *,
+    image_size: int,
+    channels: int,
+    num_classes: int,
+    pixel_mean: float = 127.5,
+    pixel_std: float = 64.0,
+) -> Any:
+    """Build the classifier: raw 0-255 pixels in, float32 logits out (no softmax).
+
+    Args:
+        spec: the recipe's `model` section.
+        image_size: square input size.
+        channels: 1 or 3.
+        num_classes: logits width.
+        pixel_mean: train-set pixel mean (0-255) folded into the input layer.
+        pixel_std: train-set pixel std (0-255).
+
+    Example:
+        >>> model = build_model(ModelSpec(), image_size=48, channels=1, num_classes=7)
+        >>> round(model.count_params() / 1e6, 2)
+        11.18
+    """
+    import keras
+
+    inputs = keras.Input((image_size, image_size, channels), name="image")
+    x = keras.layers.Rescaling(1.0 / pixel_std, offset=-pixel_mean / pixel_std, name="normalize")(
+        inputs
+    )
+    x = _stem(x, spec, keras)
+    x = _residual_stages(x, spec)
+    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    if spec.dropout > 0:
+        x = keras.layers.Dropout(spec.dropout, name="head_dropout")(x)
+    # float32 logits even under mixed precision: softmax/CE in bf16 loses accuracy.
+    logits = keras.layers.Dense(num_classes, dtype="float32", name="logits")(x)
+    return keras.Model(inputs, logits, name=f"resnet{spec.depth}_{spec.stem}")
+
+
+def scaled_filters(filters: int, width: float) -> int:
+    """Filter count after the width multiplier, never below 4."""
+    return max(4, round(filters * width))
+
+
+def _stem(x: Any, spec: ModelSpec, keras: Any) -> Any:
+    filters = scaled_filters(64, spec.width)
+    if spec.stem == "cifar":
+        x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name="conv1_conv")(x)
+    else:
+        x = keras.layers.Conv2D(
+            filters, 7, strides=2, padding="same", use_bias=False, name="conv1_conv"
+        )(x)
+    x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, name="conv1_bn")(x)
+    x = keras.layers.Activation("relu", name="conv1_relu")(x)
+    if spec.stem == "imagenet":
+        x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="pool1_pool")(x)
+    return x
+
+
+def _residual_stages(x: Any, spec: ModelSpec) -> Any:
+    from keras_cv.src.models.backbones.resnet_v1.resnet_v1_backbone import apply_stack
+
+    default_blocks, block_type = RESNET_STAGES[spec.depth]
+    blocks = spec.stage_blocks or default_blocks
+    for index, (filters, count) in enumerate(zip(STAGE_FILTERS, blocks, strict=False)):
+        x = apply_stack(
+            x,
+            filters=scaled_filters(filters, spec.width),
+            blocks=count,
+            stride=1 if index == 0 else 2,
+            block_type=block_type,
+            # As KerasCV's backbone: basic blocks keep an identity shortcut in stage 0.
+            first_shortcut=(block_type == "block" or index > 0),
+            name=f"stack{index}",
+        )
+    return x
+
+
+def count_parameters(model: Any) -> dict[str, int]:
+    """Trainable and total parameter counts."""
+    trainable = sum(math.prod(variable.shape) for variable in model.trainable_weights)
+    return {"trainable": int(trainable), "total": int(model.count_params())}

@@ -1,0 +1,193 @@
+"""The train workflow: recipe -> runtime -> data -> model -> fit -> evaluate -> export.
+
+Each stage is one call with the part of the recipe it needs; this module only wires them
+and records what happened in the run directory. It is what `emotionkit train` runs.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from emotionkit.errors import EmotionkitError
+from emotionkit.recipe import Recipe
+from emotionkit.runs import create_run_dir, git_commit, package_versions, update_manifest
+from emotionkit.runs import write_json as write_json
+from emotionkit.runtime import RuntimeChoice, configure_frameworks, resolve_runtime
+
+
+class TrainingFailedError(EmotionkitError):
+    """Training stopped on a non-finite loss; the manifest says where."""
+
+
+@dataclass
+class TrainResult:
+    """Where the run went and its headline numbers."""
+
+    run_dir: Path
+    metrics: dict[str, Any]
+    export: dict[str, Any]
+
+
+def train(
+    recipe: Recipe, runs_dir: str | Path = "runs", console: Console | None = None
+) -> TrainResult:
+    """Train, evaluate and export one recipe into a fresh run directory.
+
+    Args:
+        recipe: a validated recipe (see `emotionkit.load_recipe`).
+        runs_dir: parent of `<recipe.name>/<timestamp>/`.
+        console: where progress goes (defaults to stdout).
+
+    Returns:
+        The run directory, the metrics written to `metrics.json` and the export report.
+    """
+    console = console or Console()
+    started = time.time()
+    choice = resolve_runtime(recipe.runtime)
+    console.print(
+        f"backend: {choice.backend} ({choice.backend_reason}); precision: "
+        f"{choice.precision} ({choice.precision_reason})",
+        highlight=False,
+    )
+    configure_frameworks(choice, recipe.seed)
+    run_dir = create_run_dir(Path(runs_dir), recipe.name)
+    (run_dir / "recipe.yaml").write_text(recipe.to_yaml())
+    update_manifest(
+        run_dir,
+        status="running",
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        versions=package_versions(),
+        git_commit=git_commit(),
+        runtime=choice.as_dict(),
+        devices=_device_names(),
+    )
+    metrics, export = _run_stages(recipe, choice, run_dir, console)
+    update_manifest(run_dir, status="completed", wall_seconds=round(time.time() - started, 1))
+    return TrainResult(run_dir, metrics, export)
+
+
+def _run_stages(
+    recipe: Recipe, choice: RuntimeChoice, run_dir: Path, console: Console
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    from emotionkit.data import load_data
+    from emotionkit.data.augment import build_augment_fn
+    from emotionkit.data.pipeline import build_dataset, class_weights_from_counts, pixel_mean_std
+    from emotionkit.export import export_run
+    from emotionkit.models import build_model, count_parameters
+    from emotionkit.train import compile_model, fit_model
+
+    spec = recipe.data
+    data = load_data(spec, recipe.seed)
+    train_split = data.splits["train"]
+    mean, std = pixel_mean_std(train_split.images)
+    class_weight = (
+        class_weights_from_counts(train_split.class_counts(data.num_classes))
+        if spec.balance == "class_weights"
+        else None
+    )
+    update_manifest(
+        run_dir,
+        data={
+            **data.summary(),
+            "pixel_mean": mean,
+            "pixel_std": std,
+            "class_weights": class_weight,
+        },
+    )
+    write_json(run_dir / "labels_mapping.json", dict(enumerate(data.class_names)))
+    console.print(_describe_splits(data), highlight=False)
+
+    model = build_model(
+        recipe.model,
+        image_size=spec.image_size,
+        channels=spec.channels,
+        num_classes=data.num_classes,
+        pixel_mean=mean,
+        pixel_std=std,
+    )
+    update_manifest(run_dir, parameters=count_parameters(model))
+    augment = build_augment_fn(spec.augment, recipe.seed)
+    datasets = {
+        name: build_dataset(
+            split,
+            data.num_classes,
+            spec.batch_size,
+            training=name == "train",
+            seed=recipe.seed,
+            augment_fn=augment if name == "train" else None,
+        )
+        for name, split in data.splits.items()
+    }
+    steps = max(1, len(train_split) // spec.batch_size)
+    compile_model(model, recipe.train, steps, choice.jit_compile)
+    result = fit_model(
+        model,
+        datasets["train"],
+        datasets["val"],
+        recipe.train,
+        run_dir,
+        steps_per_epoch=steps,
+        batch_size=spec.batch_size,
+        class_weight=class_weight,
+        console=console,
+    )
+    if result.failure is not None:
+        update_manifest(run_dir, status="failed", failure=result.failure)
+        raise TrainingFailedError(
+            f"Training stopped: non-finite loss at epoch {result.failure['epoch']}, step "
+            f"{result.failure['step']}; the last good checkpoint is in {result.checkpoint_dir}."
+        )
+    metrics = _evaluate_best(run_dir, datasets, data.class_names, result.best_epoch, recipe)
+    console.print(
+        f"best epoch {result.best_epoch}: val accuracy "
+        f"{metrics['val']['accuracy']:.4f}, val macro-F1 {metrics['val']['macro_f1']:.4f}",
+        highlight=False,
+    )
+    export = export_run(run_dir, recipe.export)
+    if export:
+        update_manifest(
+            run_dir, export={"passed": export["passed"], "formats": sorted(export["checks"])}
+        )
+    return metrics, export
+
+
+def _evaluate_best(
+    run_dir: Path, datasets: dict[str, Any], class_names: list[str], best_epoch: int, recipe: Recipe
+) -> dict[str, Any]:
+    """Score the best checkpoint on val (and test), and save the export parity reference."""
+    import keras
+    import numpy as np
+
+    from emotionkit.evaluate import classification_metrics, predict_logits
+    from emotionkit.export import write_parity_reference
+
+    best = keras.saving.load_model(run_dir / "checkpoints" / "best.keras", compile=False)
+    metrics: dict[str, Any] = {"best_epoch": best_epoch, "monitor": recipe.train.monitor}
+    for name in ("val", "test"):
+        if name in datasets:
+            logits, labels = predict_logits(best, datasets[name])
+            metrics[name] = classification_metrics(labels, logits, class_names)
+    images = np.concatenate([x for x, _ in datasets["val"].as_numpy_iterator()])
+    images = images[: recipe.export.parity_samples]
+    write_parity_reference(run_dir, images, np.asarray(best.predict_on_batch(images)))
+    write_json(run_dir / "metrics.json", metrics)
+    return metrics
+
+
+def _describe_splits(data: Any) -> str:
+    sizes = ", ".join(f"{name} {len(split)}" for name, split in data.splits.items())
+    return f"data: {data.num_classes} classes, {sizes} images (fingerprint {data.fingerprint})"
+
+
+def _device_names() -> list[str]:
+    import keras
+
+    try:
+        return [str(device) for device in keras.distribution.list_devices()]
+    except (RuntimeError, ValueError, NotImplementedError):
+        return ["cpu"]

@@ -1,0 +1,77 @@
+"""The real `emotionkit` console script: help, recipe commands and input errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EMOTIONKIT = shutil.which("emotionkit") or "emotionkit"
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([EMOTIONKIT, *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+def test_help_lists_commands() -> None:
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for command in ("train", "export", "recipe"):
+        assert command in result.stdout
+
+
+def test_cli_import_does_not_load_tensorflow_or_jax() -> None:
+    code = (
+        "import sys, emotionkit.cli; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('tensorflow', 'jax', 'keras', 'keras_cv')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_recipe_show_applies_overrides(quickstart: Path) -> None:
+    result = run_cli("recipe", "show", str(quickstart), "train.epochs=3", "model.depth=34")
+    assert result.returncode == 0, result.stderr
+    assert "epochs: 3" in result.stdout and "depth: 34" in result.stdout
+
+
+def test_recipe_schema_is_json() -> None:
+    result = run_cli("recipe", "schema")
+    assert json.loads(result.stdout)["title"] == "Recipe"
+
+
+def test_typo_exits_2_without_traceback(quickstart: Path) -> None:
+    result = run_cli("train", str(quickstart), "train.epochz=3")
+    assert result.returncode == 2
+    assert "train.epochz" in result.stderr and "train.epochs" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_debug_flag_shows_the_traceback(quickstart: Path) -> None:
+    result = run_cli("--debug", "recipe", "show", str(quickstart), "train.epochz=3")
+    assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+@pytest.mark.parametrize("args", [("train", "missing.yaml"), ("export", "no-such-run")])
+def test_missing_inputs_exit_2(args: tuple[str, ...], tmp_path: Path) -> None:
+    result = run_cli(*args, cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert args[1] in result.stderr
+
+
+def test_usage_errors_exit_2() -> None:
+    result = run_cli("train")
+    assert result.returncode == 2 and "Missing argument" in result.stderr
+
+
+def test_python_dash_m_entry_point() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "emotionkit", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0 and "train" in result.stdout

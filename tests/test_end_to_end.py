@@ -1,0 +1,123 @@
+"""Train -> evaluate -> export -> ONNX/SavedModel parity on a tiny model, per backend."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from emotionkit import load_recipe, train
+from emotionkit.errors import ExportError
+from emotionkit.export import export_run
+from tests.conftest import BACKEND
+from tests.test_cli import run_cli
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.conftest import REPO, TINY_OVERRIDES
+
+    recipe = load_recipe(REPO / "recipes" / "quickstart.yaml", TINY_OVERRIDES)
+    return train(recipe, runs_dir=tmp_path_factory.mktemp("runs")).run_dir
+
+
+def test_run_directory_is_complete(trained_run: Path) -> None:
+    for name in (
+        "recipe.yaml",
+        "manifest.json",
+        "history.csv",
+        "metrics.json",
+        "labels_mapping.json",
+        "checkpoints/best.keras",
+        "checkpoints/last.keras",
+        "export/saved_model/saved_model.pb",
+        "export/model.onnx",
+        "export/export.json",
+    ):
+        assert (trained_run / name).exists(), name
+    manifest = json.loads((trained_run / "manifest.json").read_text())
+    assert manifest["status"] == "completed"
+    assert manifest["runtime"]["backend"] == BACKEND
+    assert manifest["versions"]["keras"]
+    assert manifest["data"]["splits"]["val"]["size"] == 70
+    history = (trained_run / "history.csv").read_text().splitlines()
+    assert history[0].split(",")[:2] == ["epoch", "accuracy"] and len(history) == 3
+    assert "val_macro_f1" in history[0] and "lr" in history[0]
+
+
+def test_metrics_are_real_numbers(trained_run: Path) -> None:
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    val = metrics["val"]
+    assert 0.0 <= val["accuracy"] <= 1.0 and 0.0 <= val["macro_f1"] <= 1.0
+    assert sum(map(sum, val["confusion_matrix"])) == 70
+    assert metrics["best_epoch"] in (1, 2)
+
+
+def test_exports_match_keras(trained_run: Path) -> None:
+    report = json.loads((trained_run / "export" / "export.json").read_text())
+    assert report["passed"] is True
+    for check in report["checks"].values():
+        assert check["max_abs_diff"] <= 1e-4 and check["top1_agreement"] == 1.0
+    # independent re-check of the shipped ONNX file against the reference logits
+    with np.load(trained_run / "export" / "parity_reference.npz") as reference:
+        session = ort.InferenceSession(str(trained_run / "export" / "model.onnx"))
+        logits = session.run(None, {session.get_inputs()[0].name: reference["images"]})[0]
+        np.testing.assert_allclose(logits, reference["logits"], atol=1e-4)
+    assert session.get_inputs()[0].shape[0] in (None, "unk__0") or isinstance(
+        session.get_inputs()[0].shape[0], str
+    )
+
+
+def test_failed_parity_gate_keeps_no_artifact(trained_run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(trained_run, copy)
+    shutil.rmtree(copy / "export" / "saved_model")
+    (copy / "export" / "model.onnx").unlink()
+    spec = load_recipe(copy / "recipe.yaml", ["export.parity_atol=1e-15"]).export
+    # Corrupt the reference so no converter can match it.
+    with np.load(copy / "export" / "parity_reference.npz") as stored:
+        images, logits = stored["images"], stored["logits"] + 1.0
+    np.savez(copy / "export" / "parity_reference.npz", images=images, logits=logits)
+    with pytest.raises(ExportError, match="parity check failed"):
+        export_run(copy, spec)
+    assert not (copy / "export" / "model.onnx").exists()
+    assert not (copy / "export" / "saved_model").exists()
+    assert json.loads((copy / "export" / "export.json").read_text())["passed"] is False
+
+
+def test_cli_train_prints_run_dir_last(tmp_path: Path) -> None:
+    from tests.conftest import REPO, TINY_OVERRIDES
+
+    overrides = [o for o in TINY_OVERRIDES if not o.startswith("train.epochs")]
+    result = run_cli(
+        "train",
+        str(REPO / "recipes" / "quickstart.yaml"),
+        *overrides,
+        "train.epochs=1",
+        "train.schedule.warmup_epochs=0",
+        "export.formats=[onnx]",
+        "--runs-dir",
+        str(tmp_path),
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    run_dir = Path(result.stdout.strip().splitlines()[-1])
+    assert run_dir.parent == tmp_path / "quickstart"
+    assert json.loads((run_dir / "export" / "export.json").read_text())["passed"] is True
+    second = run_cli(
+        "train",
+        str(REPO / "recipes" / "quickstart.yaml"),
+        *overrides,
+        "train.epochs=1",
+        "train.schedule.warmup_epochs=0",
+        "export.formats=[]",
+        "--runs-dir",
+        str(tmp_path),
+    )
+    assert Path(second.stdout.strip().splitlines()[-1]) != run_dir  # never overwritten

@@ -1,0 +1,58 @@
+"""ResNet construction: parameter counts, shapes, stock-layer serialisation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from emotionkit.models import build_model, count_parameters
+from emotionkit.recipe import ModelSpec
+
+
+@pytest.mark.parametrize(("depth", "millions"), [(18, 11.18), (34, 21.30)])
+def test_full_width_parameter_counts(depth: int, millions: float) -> None:
+    model = build_model(ModelSpec(depth=depth), image_size=48, channels=1, num_classes=7)
+    assert model.count_params() / 1e6 == pytest.approx(millions, abs=0.05)
+
+
+def tiny(**fields: object) -> ModelSpec:
+    return ModelSpec(width=0.125, stage_blocks=[1, 1, 1, 1], **fields)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("stem", "depth"), [("cifar", 18), ("imagenet", 18), ("cifar", 50)])
+def test_logits_shape_and_stem(stem: str, depth: int) -> None:
+    model = build_model(tiny(stem=stem, depth=depth), image_size=32, channels=3, num_classes=5)
+    logits = model.predict(np.zeros((2, 32, 32, 3), np.float32), verbose=0)
+    assert logits.shape == (2, 5)
+    # the CIFAR stem keeps full resolution into stage 0, the ImageNet stem divides it by 4
+    stage0 = model.get_layer("stack0_block1_out").output.shape
+    assert stage0[1] == (32 if stem == "cifar" else 8)
+
+
+def test_input_normalisation_is_inside_the_model() -> None:
+    model = build_model(
+        tiny(), image_size=32, channels=1, num_classes=7, pixel_mean=100.0, pixel_std=50.0
+    )
+    normalize = keras.Model(model.input, model.get_layer("normalize").output)
+    out = normalize.predict(np.full((1, 32, 32, 1), 150.0, np.float32), verbose=0)
+    np.testing.assert_allclose(out, 1.0, rtol=1e-6)
+
+
+def test_width_and_dropout() -> None:
+    model = build_model(tiny(dropout=0.3), image_size=32, channels=1, num_classes=7)
+    assert model.get_layer("conv1_conv").filters == 8
+    assert model.get_layer("head_dropout").rate == pytest.approx(0.3)
+    counts = count_parameters(model)
+    assert 0 < counts["trainable"] < counts["total"]  # BatchNorm moving stats are not trainable
+
+
+def test_saved_model_loads_with_stock_keras(tmp_path: Path) -> None:
+    model = build_model(tiny(), image_size=32, channels=1, num_classes=7)
+    images = np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 1)).astype(np.float32)
+    expected = model.predict(images, verbose=0)
+    model.save(tmp_path / "m.keras")
+    restored = keras.saving.load_model(tmp_path / "m.keras", compile=False)
+    np.testing.assert_allclose(restored.predict(images, verbose=0), expected, atol=1e-6)
