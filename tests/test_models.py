@@ -56,3 +56,32 @@ def test_saved_model_loads_with_stock_keras(tmp_path: Path) -> None:
     model.save(tmp_path / "m.keras")
     restored = keras.saving.load_model(tmp_path / "m.keras", compile=False)
     np.testing.assert_allclose(restored.predict(images, verbose=0), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("block_type", ["basic_block", "block"])
+def test_vendored_stack_matches_keras_cv(block_type: str) -> None:
+    from keras_cv.src.models.backbones.resnet_v1 import resnet_v1_backbone as upstream
+
+    from emotionkit.models import resnet_blocks
+
+    def stack_model(apply_stack: object) -> keras.Model:
+        inputs = keras.Input((16, 16, 8), name="x")
+        x = apply_stack(
+            inputs,
+            filters=4,
+            blocks=2,
+            stride=2,
+            block_type=block_type,  # type: ignore[operator]
+            first_shortcut=True,
+            name="s",
+        )
+        return keras.Model(inputs, x)
+
+    ours, theirs = stack_model(resnet_blocks.apply_stack), stack_model(upstream.apply_stack)
+    assert [layer.name for layer in ours.layers] == [layer.name for layer in theirs.layers]
+    assert [w.shape for w in ours.get_weights()] == [w.shape for w in theirs.get_weights()]
+    ours.set_weights(theirs.get_weights())
+    images = np.random.default_rng(1).normal(size=(2, 16, 16, 8)).astype(np.float32)
+    np.testing.assert_allclose(
+        ours.predict(images, verbose=0), theirs.predict(images, verbose=0), atol=1e-6
+    )

@@ -1,9 +1,9 @@
 """KerasCV ResNet with a small-image stem, raw-pixel normalisation and a logits head.
 
-The residual stacks come from KerasCV (`apply_stack`, keras-cv pinned to 0.9.0 because it is a
-private module); only the stem is ours, because KerasCV's ResNet always uses the ImageNet stem
-(7x7 stride 2 + max-pool) that shrinks a 48x48 face to 12x12 before the first block. The
-model holds only stock Keras layers, so a saved `.keras` file loads without emotionkit.
+The residual stacks are KerasCV's `apply_stack` (vendored in `resnet_blocks.py`: importing keras_cv
+imports TensorFlow even under JAX). Only the stem is ours: KerasCV's ResNet always uses the
+ImageNet stem (7x7 stride 2 + max-pool), which shrinks a 48x48 face to 12x12 before the first
+block. The model holds only stock Keras layers, so a `.keras` file loads without emotionkit.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from emotionkit.models.resnet_blocks import apply_stack
 from emotionkit.recipe import ModelSpec
 
 # (blocks per stage, block type) for each depth, as in He et al. 2015, table 1.
@@ -85,8 +86,6 @@ def _stem(x: Any, spec: ModelSpec, keras: Any) -> Any:
 
 
 def _residual_stages(x: Any, spec: ModelSpec) -> Any:
-    from keras_cv.src.models.backbones.resnet_v1.resnet_v1_backbone import apply_stack
-
     default_blocks, block_type = RESNET_STAGES[spec.depth]
     blocks = spec.stage_blocks or default_blocks
     for index, (filters, count) in enumerate(zip(STAGE_FILTERS, blocks, strict=False)):
