@@ -122,7 +122,8 @@ def apply_tensorflow_workarounds() -> None:
     - TensorFlow's C++ start-up chatter hides the messages that matter.
     """
     os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Level 3 also hides the "failed call to cuInit" error TF logs on every CPU-only machine.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2" if nvidia_gpu_visible() else "3")
 
 
 def configure_frameworks(choice: RuntimeChoice, seed: int) -> None:
@@ -145,8 +146,10 @@ def seed_everything(seed: int) -> None:
 
 def _keep_tensorflow_off_the_gpu() -> None:
     """Under JAX, TensorFlow only runs tf.data: hide the GPU so it does not grab its memory."""
-    import tensorflow as tf
-
+    try:
+        import tensorflow as tf
+    except ImportError:  # a JAX-only install: no tf.data, nothing to hide
+        return
     # RuntimeError: devices were already initialised by an earlier call; nothing to do.
     with contextlib.suppress(RuntimeError):
         tf.config.set_visible_devices([], "GPU")

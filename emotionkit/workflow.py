@@ -53,6 +53,7 @@ def train(
         f"backend: {choice.backend} ({choice.backend_reason}); precision: "
         f"{choice.precision} ({choice.precision_reason})",
         highlight=False,
+        soft_wrap=True,
     )
     configure_frameworks(choice, recipe.seed)
     run_dir = create_run_dir(Path(runs_dir), recipe.name)

@@ -22,14 +22,16 @@ def tiny(**fields: object) -> ModelSpec:
     return ModelSpec(width=0.125, stage_blocks=[1, 1, 1, 1], **fields)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("stem", "depth"), [("cifar", 18), ("imagenet", 18), ("cifar", 50)])
+@pytest.mark.parametrize(
+    ("stem", "depth"), [("cifar", 18), ("stride2", 18), ("imagenet", 18), ("cifar", 50)]
+)
 def test_logits_shape_and_stem(stem: str, depth: int) -> None:
     model = build_model(tiny(stem=stem, depth=depth), image_size=32, channels=3, num_classes=5)
     logits = model.predict(np.zeros((2, 32, 32, 3), np.float32), verbose=0)
     assert logits.shape == (2, 5)
-    # the CIFAR stem keeps full resolution into stage 0, the ImageNet stem divides it by 4
+    # the CIFAR stem keeps full resolution into stage 0, stride2 halves it, ImageNet quarters it
     stage0 = model.get_layer("stack0_block1_out").output.shape
-    assert stage0[1] == (32 if stem == "cifar" else 8)
+    assert stage0[1] == {"cifar": 32, "stride2": 16, "imagenet": 8}[stem]
 
 
 def test_input_normalisation_is_inside_the_model() -> None:

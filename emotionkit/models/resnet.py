@@ -72,8 +72,11 @@ def scaled_filters(filters: int, width: float) -> int:
 
 def _stem(x: Any, spec: ModelSpec, keras: Any) -> Any:
     filters = scaled_filters(64, spec.width)
-    if spec.stem == "cifar":
-        x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name="conv1_conv")(x)
+    if spec.stem in ("cifar", "stride2"):
+        stride = 1 if spec.stem == "cifar" else 2
+        x = keras.layers.Conv2D(
+            filters, 3, strides=stride, padding="same", use_bias=False, name="conv1_conv"
+        )(x)
     else:
         x = keras.layers.Conv2D(
             filters, 7, strides=2, padding="same", use_bias=False, name="conv1_conv"

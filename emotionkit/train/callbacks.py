@@ -120,4 +120,5 @@ class RichProgress(keras.callbacks.Callback):
         self.console.print(
             f"epoch {epoch + 1}/{self.epochs} {shown} ({seconds:.1f}s, {rate:.0f} img/s)",
             highlight=False,
+            soft_wrap=True,
         )

@@ -41,6 +41,8 @@ def compile_model(
         learning_rate=build_schedule(spec.schedule, spec.optimizer, steps_per_epoch, spec.epochs),
         weight_decay=spec.optimizer.weight_decay,
         clipnorm=spec.optimizer.clip_norm,
+        use_ema=spec.optimizer.ema is not None,
+        ema_momentum=spec.optimizer.ema or 0.99,
     )
     optimizer.exclude_from_weight_decay(var_names=NO_DECAY_VARIABLES)
     model.compile(
@@ -85,6 +87,7 @@ def fit_model(
         epochs=spec.epochs,
         class_weight=class_weight,
         callbacks=callbacks,
+        shuffle=False,  # tf.data already shuffles with the recipe seed
         verbose=0,
     )
     return FitResult(

@@ -1,0 +1,172 @@
+"""GPU figures for the FER2013 recipes: epoch time, images/s, validation accuracy and macro-F1.
+
+    python benchmarks/fer2013_gpu.py recipes/fer2013_resnet18.yaml \
+        --pixels .devcarry/fer2013_x.u8.xz --labels .devcarry/fer2013_y.npy
+
+Runs the recipe's runtime (auto: JAX + mixed_bfloat16 + XLA on a GPU), model, optimizer,
+schedule, loss, class weights, EMA and augmentations through `keras.Model.fit`, on the FER2013
+train split held in memory. It exists because the GPU machine we borrow has JAX but no
+TensorFlow (so no tf.data): the augmentations run as Keras layers on the GPU in front of the
+model instead of in the input pipeline. The validation split is the recipe's (stratified,
+seeded), scored with the same metrics as `emotionkit train`.
+
+The pixels file is the 28,709 training images (sorted by path) as raw 48x48 uint8 bytes, LZMA
+compressed; labels are int8 in the folder-name class order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import lzma
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emotionkit.data.augment import AUGMENTATIONS
+from emotionkit.data.pipeline import class_weights_from_counts, pixel_mean_std
+from emotionkit.data.sources import stratified_split
+from emotionkit.recipe import Recipe, load_recipe
+from emotionkit.runtime import configure_frameworks, resolve_runtime
+
+FER_CLASSES = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
+
+
+def load_arrays(pixels: Path, labels: Path, size: int = 48) -> tuple[np.ndarray, np.ndarray]:
+    raw = np.frombuffer(lzma.decompress(pixels.read_bytes()), dtype=np.uint8)
+    return raw.reshape(-1, size, size, 1), np.load(labels).astype(np.int32)
+
+
+def gpu_name() -> str:
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+        return out.stdout.strip() or "unknown"
+    except OSError:
+        return "no nvidia-smi"
+
+
+def train_and_score(
+    recipe: Recipe, x: np.ndarray, y: np.ndarray, budget_s: float
+) -> dict[str, Any]:
+    import keras
+
+    from emotionkit.evaluate import classification_metrics
+    from emotionkit.models import build_model
+    from emotionkit.train import compile_model
+
+    train_idx, val_idx = stratified_split(y, recipe.data.val_split, recipe.seed)
+    mean, std = pixel_mean_std(x[train_idx])
+    model = build_model(
+        recipe.model, image_size=48, channels=1, num_classes=7, pixel_mean=mean, pixel_std=std
+    )
+    augment = [
+        AUGMENTATIONS[name](recipe.seed + i, **(params or {}))
+        for i, op in enumerate(recipe.data.augment)
+        for name, params in op.items()
+    ]
+    trainer = keras.Sequential([keras.Input((48, 48, 1)), *augment, model])
+    batch = recipe.data.batch_size
+    steps = len(train_idx) // batch
+    compile_model(trainer, recipe.train, steps, jit_compile=True)
+    weights = (
+        class_weights_from_counts(np.bincount(y[train_idx], minlength=7).tolist())
+        if recipe.data.balance == "class_weights"
+        else None
+    )
+    timer = EpochTimer(budget_s)
+    x_float = x.astype(np.float32)
+    one_hot = np.eye(7, dtype=np.float32)[y]
+    trainer.fit(
+        x_float[train_idx],
+        one_hot[train_idx],
+        batch_size=batch,
+        epochs=recipe.train.epochs,
+        class_weight=weights,
+        shuffle=True,
+        callbacks=[timer],
+        verbose=2,
+    )
+    logits = model.predict(x_float[val_idx], batch_size=1024, verbose=0)
+    metrics = classification_metrics(y[val_idx], np.asarray(logits, np.float32), FER_CLASSES)
+    steady = timer.epoch_seconds[1:] or timer.epoch_seconds
+    return {
+        "epochs_run": len(timer.epoch_seconds),
+        "epochs_planned": recipe.train.epochs,
+        "first_epoch_s": round(timer.epoch_seconds[0], 2),
+        "median_epoch_s": round(float(np.median(steady)), 2),
+        "train_images_per_s": round(steps * batch / float(np.median(steady))),
+        "val_accuracy": round(metrics["accuracy"], 4),
+        "val_macro_f1": round(metrics["macro_f1"], 4),
+        "val_per_class_f1": {k: round(v["f1"], 3) for k, v in metrics["per_class"].items()},
+        "parameters": int(model.count_params()),
+    }
+
+
+class EpochTimer:
+    """Epoch wall times; stops training when the time budget is spent (recorded, not hidden)."""
+
+    def __new__(cls, budget_s: float) -> Any:
+        import keras
+
+        class _Timer(keras.callbacks.Callback):
+            def __init__(self) -> None:
+                super().__init__()
+                self.epoch_seconds: list[float] = []
+                self.started = self.begin = 0.0
+
+            def on_train_begin(self, logs: Any = None) -> None:
+                self.begin = time.perf_counter()
+
+            def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+                self.started = time.perf_counter()
+
+            def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+                self.epoch_seconds.append(time.perf_counter() - self.started)
+                if time.perf_counter() - self.begin > budget_s:
+                    self.model.stop_training = True
+
+        return _Timer()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("recipe", type=Path)
+    parser.add_argument("overrides", nargs="*")
+    parser.add_argument("--pixels", type=Path, required=True)
+    parser.add_argument("--labels", type=Path, required=True)
+    parser.add_argument("--budget-s", type=float, default=1e9, help="stop after this long")
+    parser.add_argument("--limit", type=int, help="random subset of this many images (smoke)")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    recipe = load_recipe(args.recipe, args.overrides)
+    choice = resolve_runtime(recipe.runtime)
+    configure_frameworks(choice, recipe.seed)
+    x, y = load_arrays(args.pixels, args.labels)
+    if args.limit:
+        keep = np.sort(np.random.default_rng(0).permutation(len(y))[: args.limit])
+        x, y = x[keep], y[keep]
+    started = time.perf_counter()
+    result = {
+        "recipe": str(args.recipe),
+        "overrides": args.overrides,
+        "gpu": gpu_name(),
+        **{k: v for k, v in choice.as_dict().items() if k != "gpu_visible"},
+        **train_and_score(recipe, x, y, args.budget_s),
+        "wall_s": None,
+    }
+    result["wall_s"] = round(time.perf_counter() - started, 1)
+    print(json.dumps(result, indent=2))
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
