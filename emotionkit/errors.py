@@ -22,3 +22,8 @@ class DataError(EmotionkitError):
 
 class ExportError(EmotionkitError):
     """An export whose parity check failed or whose converter refused the model."""
+
+
+class ModelError(EmotionkitError):
+    """A model option that cannot be applied: a weights file that is missing or does not
+    fit (`model.weights`), a freeze pattern that matches no layer (`model.freeze`)."""

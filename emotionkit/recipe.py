@@ -120,6 +120,32 @@ class ModelSpec(Section):
         "models).",
     )
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout before the head.")
+    version: Literal["v1", "v2"] = Field(
+        "v1",
+        description="`v1`: post-activation blocks (He et al. 2015); `v2`: pre-activation "
+        "blocks (He et al. 2016, BatchNorm+ReLU before each convolution) with a final "
+        "BatchNorm+ReLU (`post_bn`), as KerasCV's ResNetV2.",
+    )
+    weights: Path | None = Field(
+        None,
+        description="Local `.keras` or `.weights.h5` file to initialise from. Layers are "
+        "matched by name (`.keras`) or by Keras' per-class position (`.weights.h5`, which "
+        "stores no layer names) and by shape; mismatched layers (e.g. a head with another "
+        "class count) keep their fresh initialisation and are listed in manifest.json "
+        "under `pretrained`.",
+    )
+    weights_strict: bool = Field(
+        False,
+        description="Make any layer that `model.weights` cannot fill (shape mismatch, "
+        "missing or unused) an error instead of a reported skip.",
+    )
+    freeze: Literal["none", "backbone", "stem"] | list[str] = Field(
+        "none",
+        description="Layers kept frozen (not trained; their BatchNorm runs in inference "
+        "mode): `backbone` (all but the `logits` head), `stem` (the `conv1_*` layers) or a "
+        "list of layer-name glob patterns such as `[conv1_*, stack0_*]`. See "
+        "`train.unfreeze_at_epoch`.",
+    )
 
 
 class OptimizerSpec(Section):
@@ -164,6 +190,21 @@ class TrainSpec(Section):
     monitor: Literal["val_macro_f1", "val_accuracy", "val_loss"] = Field(
         "val_macro_f1", description="Validation metric that picks the best checkpoint."
     )
+    unfreeze_at_epoch: int | None = Field(
+        None,
+        ge=1,
+        description="Epoch (counted from 0) at which the layers frozen by `model.freeze` "
+        "start training: epochs before it train the unfrozen layers only (a head warmup), "
+        "then everything trains. `null`: stay frozen for the whole run.",
+    )
+    backbone_lr_scale: float = Field(
+        1.0,
+        gt=0.0,
+        le=1.0,
+        description="Learning-rate multiplier from `unfreeze_at_epoch` on. It scales the "
+        "whole network's rate (head included) for the rest of the schedule; per-layer "
+        "rates are not implemented.",
+    )
 
     @model_validator(mode="after")
     def _warmup_shorter_than_training(self) -> TrainSpec:
@@ -172,6 +213,17 @@ class TrainSpec(Section):
                 f"train.schedule.warmup_epochs ({self.schedule.warmup_epochs}) must be smaller "
                 f"than train.epochs ({self.epochs})"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _unfreeze_inside_training(self) -> TrainSpec:
+        if self.unfreeze_at_epoch is not None and self.unfreeze_at_epoch >= self.epochs:
+            raise ValueError(
+                f"train.unfreeze_at_epoch ({self.unfreeze_at_epoch}) must be smaller than "
+                f"train.epochs ({self.epochs})"
+            )
+        if self.backbone_lr_scale != 1.0 and self.unfreeze_at_epoch is None:
+            raise ValueError("train.backbone_lr_scale needs train.unfreeze_at_epoch to be set")
         return self
 
 
@@ -204,6 +256,15 @@ class Recipe(Section):
     model: ModelSpec = Field(default_factory=ModelSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
     export: ExportSpec = Field(default_factory=ExportSpec)
+
+    @model_validator(mode="after")
+    def _unfreeze_needs_freeze(self) -> Recipe:
+        if self.train.unfreeze_at_epoch is not None and self.model.freeze in ("none", []):
+            raise ValueError(
+                "train.unfreeze_at_epoch is set but model.freeze is none: nothing to unfreeze "
+                "(set model.freeze: backbone, or remove train.unfreeze_at_epoch)"
+            )
+        return self
 
     def to_yaml(self) -> str:
         """The resolved recipe as YAML, loadable again with `load_recipe`."""
@@ -295,6 +356,8 @@ def _describe_problem(item: Any, raw: dict[str, Any]) -> str:
             f"unknown key `{loc}` (value {item['input']!r}).{hint} "
             f"Valid keys{' in `' + parent + '`' if parent else ''}: {', '.join(valid)}."
         )
+    if not loc:  # a cross-section check on the whole recipe: its message names the keys
+        return str(item["msg"]).removeprefix("Value error, ") + "."
     if item["type"] == "missing":
         return f"`{loc}` is required but missing."
     return f"`{loc}` = {item.get('input')!r}: {item['msg']}."

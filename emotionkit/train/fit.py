@@ -9,6 +9,7 @@ from typing import Any
 import keras
 from rich.console import Console
 
+from emotionkit.models.freeze import unfreeze_all
 from emotionkit.recipe import TrainSpec
 from emotionkit.train.callbacks import (
     AtomicCheckpoint,
@@ -34,17 +35,31 @@ class FitResult:
 
 
 def compile_model(
-    model: Any, spec: TrainSpec, steps_per_epoch: int, jit_compile: bool | str = "auto"
+    model: Any,
+    spec: TrainSpec,
+    steps_per_epoch: int,
+    jit_compile: bool | str = "auto",
+    *,
+    initial_epoch: int = 0,
+    lr_scale: float = 1.0,
 ) -> None:
-    """Attach optimizer, loss and metrics from the recipe's `train` section."""
+    """Attach optimizer, loss and metrics from the recipe's `train` section.
+
+    `initial_epoch` and `lr_scale` serve the second phase of two-stage fine-tuning: the new
+    optimizer starts its step counter where the first phase stopped (so the schedule goes
+    on rather than restarting its warmup) and runs at `lr_scale` times the recipe's rate.
+    """
+    optimizer_spec = spec.optimizer.model_copy(update={"lr": spec.optimizer.lr * lr_scale})
     optimizer = keras.optimizers.AdamW(
-        learning_rate=build_schedule(spec.schedule, spec.optimizer, steps_per_epoch, spec.epochs),
+        learning_rate=build_schedule(spec.schedule, optimizer_spec, steps_per_epoch, spec.epochs),
         weight_decay=spec.optimizer.weight_decay,
         clipnorm=spec.optimizer.clip_norm,
         use_ema=spec.optimizer.ema is not None,
         ema_momentum=spec.optimizer.ema or 0.99,
     )
     optimizer.exclude_from_weight_decay(var_names=NO_DECAY_VARIABLES)
+    if initial_epoch:
+        optimizer.iterations.assign(initial_epoch * steps_per_epoch)
     model.compile(
         optimizer=optimizer,
         loss=keras.losses.CategoricalCrossentropy(
@@ -69,29 +84,59 @@ def fit_model(
     batch_size: int,
     class_weight: dict[int, float] | None = None,
     console: Console | None = None,
+    jit_compile: bool | str = "auto",
+    extra_callbacks: list[Any] | None = None,
 ) -> FitResult:
-    """Run `keras.Model.fit`, writing checkpoints and history.csv into `run_dir`."""
+    """Run `keras.Model.fit`, writing checkpoints and history.csv into `run_dir`.
+
+    With `spec.unfreeze_at_epoch = k`, fit runs twice: epochs [0, k) as compiled by the
+    caller (frozen layers stay frozen), then every layer is made trainable, the model is
+    recompiled (a new optimizer that knows the new variables, at `backbone_lr_scale` times
+    the rate) and fit continues from epoch k. Two `fit` calls rather than a callback that
+    recompiles mid-`fit`: Keras builds its train function once per `fit`, so a trainable flag
+    flipped inside it is not reliably seen. One checkpoint callback spans both phases (best
+    epoch over the whole run) and history.csv is appended to.
+
+    Args:
+        extra_callbacks: more Keras callbacks for both phases (tests record weights with one).
+    """
     checkpoints = run_dir / "checkpoints"
     checkpoint = AtomicCheckpoint(checkpoints, spec.monitor)
     nan_guard = StopOnNonFiniteLoss()
-    callbacks = [
-        nan_guard,
-        LearningRateLogger(),
-        checkpoint,
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv")),
-        RichProgress(spec.epochs, steps_per_epoch, batch_size, console or Console()),
-    ]
-    history = model.fit(
-        train_data,
-        validation_data=val_data,
-        epochs=spec.epochs,
-        class_weight=class_weight,
-        callbacks=callbacks,
-        shuffle=False,  # tf.data already shuffles with the recipe seed
-        verbose=0,
-    )
+    progress = RichProgress(spec.epochs, steps_per_epoch, batch_size, console or Console())
+    shared = [nan_guard, LearningRateLogger(), checkpoint, progress, *(extra_callbacks or [])]
+    phases = [(0, spec.unfreeze_at_epoch or spec.epochs)]
+    if spec.unfreeze_at_epoch is not None:
+        phases.append((spec.unfreeze_at_epoch, spec.epochs))
+    history: dict[str, list[float]] = {}
+    for index, (first, stop) in enumerate(phases):
+        if index > 0:
+            if nan_guard.failure is not None:
+                break
+            unfreeze_all(model)
+            compile_model(
+                model,
+                spec,
+                steps_per_epoch,
+                jit_compile,
+                initial_epoch=first,
+                lr_scale=spec.backbone_lr_scale,
+            )
+        csv = keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=index > 0)
+        result = model.fit(
+            train_data,
+            validation_data=val_data,
+            initial_epoch=first,
+            epochs=stop,
+            class_weight=class_weight,
+            callbacks=[*shared, csv],
+            shuffle=False,  # tf.data already shuffles with the recipe seed
+            verbose=0,
+        )
+        for key, values in result.history.items():
+            history.setdefault(key, []).extend(float(value) for value in values)
     return FitResult(
-        history={k: [float(v) for v in vs] for k, vs in history.history.items()},
+        history=history,
         best_epoch=checkpoint.best_epoch + 1,
         checkpoint_dir=checkpoints,
         failure=nan_guard.failure,
