@@ -82,3 +82,20 @@ def test_zero_images() -> None:
 def test_invalid_arguments_raise(num_images: int, image_size: int) -> None:
     with pytest.raises(ValueError):
         generate_synthetic_faces(num_images, seed=0, image_size=image_size)
+
+
+def test_a_linear_model_does_not_solve_it() -> None:
+    """The task must need a CNN: logistic regression on raw pixels stays far from solved."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    train_x, train_y = generate_synthetic_faces(1400, seed=11, image_size=32)
+    test_x, test_y = generate_synthetic_faces(700, seed=12, image_size=32)
+    model = LogisticRegression(max_iter=100)
+    with warnings.catch_warnings():  # an unconverged fit only flatters the linear model less
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(train_x.reshape(len(train_x), -1) / 255.0, train_y)
+    accuracy = model.score(test_x.reshape(len(test_x), -1) / 255.0, test_y)
+    assert 1 / 7 < accuracy < 0.60
