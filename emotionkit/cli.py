@@ -25,6 +25,8 @@ app = typer.Typer(
 )
 recipe_app = typer.Typer(help="Inspect recipes.", no_args_is_help=True)
 app.add_typer(recipe_app, name="recipe")
+model_app = typer.Typer(help="Inspect models.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
 
 _state = {"debug": False}
 
@@ -81,6 +83,33 @@ def recipe_show(recipe: Path = RECIPE_ARG, overrides: list[str] | None = OVERRID
 def recipe_schema() -> None:
     """Print the recipe's JSON Schema (point your editor's YAML plugin at it)."""
     typer.echo(json.dumps(recipe_json_schema(), indent=2))
+
+
+@model_app.command("summary")
+def model_summary(
+    recipe: Path = RECIPE_ARG,
+    overrides: list[str] | None = OVERRIDES_ARG,
+    as_json: bool = typer.Option(False, "--json", help="Print the model.json data instead."),
+) -> None:
+    """Parameters (trainable / total), FLOPs per image, feature-map size, a stage table.
+
+    FLOPs are computed from layer shapes, 2 per multiply-add: a Conv2D costs
+    2*kh*kw*cin*cout*H_out*W_out, a Dense 2*in*out; BatchNorm, activations, pooling and
+    biases are not counted. The same data is saved as `model.json` in every run directory.
+    """
+    from rich.console import Console
+
+    from emotionkit.models.summary import summary_lines, summary_table
+    from emotionkit.workflow import describe_model
+
+    summary = describe_model(load_recipe(recipe, overrides))
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    console = Console()
+    console.print(summary_table(summary))
+    for line in summary_lines(summary):
+        console.print(line, highlight=False)
 
 
 def main() -> None:

@@ -79,7 +79,6 @@ def _run_stages(
     from emotionkit.data.augment import build_augment_fn
     from emotionkit.data.pipeline import build_dataset, class_weights_from_counts, pixel_mean_std
     from emotionkit.export import export_run
-    from emotionkit.models import build_model, count_parameters
     from emotionkit.train import compile_model, fit_model
 
     spec = recipe.data
@@ -103,15 +102,7 @@ def _run_stages(
     write_json(run_dir / "labels_mapping.json", dict(enumerate(data.class_names)))
     console.print(_describe_splits(data), highlight=False)
 
-    model = build_model(
-        recipe.model,
-        image_size=spec.image_size,
-        channels=spec.channels,
-        num_classes=data.num_classes,
-        pixel_mean=mean,
-        pixel_std=std,
-    )
-    update_manifest(run_dir, parameters=count_parameters(model))
+    model = _build_model_stage(recipe, data.num_classes, mean, std, run_dir)
     augment = build_augment_fn(spec.augment, recipe.seed)
     datasets = {
         name: build_dataset(
@@ -136,6 +127,7 @@ def _run_stages(
         batch_size=spec.batch_size,
         class_weight=class_weight,
         console=console,
+        jit_compile=choice.jit_compile,
     )
     if result.failure is not None:
         update_manifest(run_dir, status="failed", failure=result.failure)
@@ -155,6 +147,54 @@ def _run_stages(
             run_dir, export={"passed": export["passed"], "formats": sorted(export["checks"])}
         )
     return metrics, export
+
+
+def describe_model(recipe: Recipe) -> dict[str, Any]:
+    """`model_summary` of the recipe's model, built (and frozen) as `train` would build it.
+
+    No image is read: the class count comes from the source's folder names (or the 7
+    synthetic classes), and `model.weights` is not loaded (it changes no number here).
+    """
+    from emotionkit.data.sources import list_class_names
+    from emotionkit.models import build_model, freeze_layers, model_summary
+
+    configure_frameworks(resolve_runtime(recipe.runtime), recipe.seed)
+    model = build_model(
+        recipe.model,
+        image_size=recipe.data.image_size,
+        channels=recipe.data.channels,
+        num_classes=len(list_class_names(recipe.data)),
+    )
+    freeze_layers(model, recipe.model.freeze)
+    return model_summary(model)
+
+
+def _build_model_stage(
+    recipe: Recipe, num_classes: int, pixel_mean: float, pixel_std: float, run_dir: Path
+) -> Any:
+    """Build, initialise from `model.weights`, freeze; record it in model.json and manifest."""
+    from emotionkit.models import build_model, freeze_layers, load_pretrained_weights
+    from emotionkit.models.summary import model_summary
+
+    spec = recipe.model
+    model = build_model(
+        spec,
+        image_size=recipe.data.image_size,
+        channels=recipe.data.channels,
+        num_classes=num_classes,
+        pixel_mean=pixel_mean,
+        pixel_std=pixel_std,
+    )
+    pretrained = (
+        load_pretrained_weights(model, spec.weights, strict=spec.weights_strict)
+        if spec.weights is not None
+        else None
+    )
+    frozen = freeze_layers(model, spec.freeze)
+    summary = model_summary(model)  # after freezing: trainable counts are phase 1's
+    write_json(run_dir / "model.json", summary)
+    update_manifest(run_dir, parameters=summary["parameters"], pretrained=pretrained, frozen=frozen)
+    return model
 
 
 def _evaluate_best(

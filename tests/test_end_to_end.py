@@ -38,9 +38,14 @@ def test_run_directory_is_complete(trained_run: Path) -> None:
         "export/saved_model/saved_model.pb",
         "export/model.onnx",
         "export/export.json",
+        "model.json",
     ):
         assert (trained_run / name).exists(), name
     manifest = json.loads((trained_run / "manifest.json").read_text())
+    model_json = json.loads((trained_run / "model.json").read_text())
+    assert model_json["parameters"] == manifest["parameters"]
+    assert model_json["flops_per_image"] > 0 and model_json["feature_map"] == [4, 4, 64]
+    assert manifest["pretrained"] is None and manifest["frozen"] == []
     assert manifest["status"] == "completed"
     assert manifest["runtime"]["backend"] == BACKEND
     assert manifest["versions"]["keras"]

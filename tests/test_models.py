@@ -34,6 +34,24 @@ def test_logits_shape_and_stem(stem: str, depth: int) -> None:
     assert stage0[1] == {"cifar": 32, "stride2": 16, "imagenet": 8}[stem]
 
 
+@pytest.mark.parametrize(("depth", "millions"), [(18, 11.18), (50, 23.57)])
+def test_v2_is_pre_activation_with_a_final_batchnorm(depth: int, millions: float) -> None:
+    model = build_model(
+        ModelSpec(depth=depth, version="v2"), image_size=48, channels=1, num_classes=7
+    )
+    assert model.count_params() / 1e6 == pytest.approx(millions, abs=0.05)
+    names = [layer.name for layer in model.layers]
+    assert "conv1_bn" not in names and names.index("post_bn") < names.index("avg_pool")
+    assert "stack1_block1_use_preactivation_bn" in names
+
+
+def test_tiny_v2_builds_single_block_stages_and_predicts() -> None:
+    model = build_model(tiny(version="v2"), image_size=32, channels=1, num_classes=7)
+    logits = model.predict(np.zeros((2, 32, 32, 1), np.float32), verbose=0)
+    assert logits.shape == (2, 7) and np.isfinite(logits).all()
+    assert model.get_layer("avg_pool").input.shape[1:] == (4, 4, 64)
+
+
 def test_input_normalisation_is_inside_the_model() -> None:
     model = build_model(
         tiny(), image_size=32, channels=1, num_classes=7, pixel_mean=100.0, pixel_std=50.0
@@ -60,18 +78,25 @@ def test_saved_model_loads_with_stock_keras(tmp_path: Path) -> None:
     np.testing.assert_allclose(restored.predict(images, verbose=0), expected, atol=1e-6)
 
 
+@pytest.mark.parametrize("version", ["v1", "v2"])
 @pytest.mark.parametrize("block_type", ["basic_block", "block"])
-def test_vendored_stack_matches_keras_cv(block_type: str) -> None:
-    from keras_cv.src.models.backbones.resnet_v1 import resnet_v1_backbone as upstream
+@pytest.mark.parametrize("blocks", [2, 3])
+def test_vendored_stack_matches_keras_cv(version: str, block_type: str, blocks: int) -> None:
+    import importlib
 
-    from emotionkit.models import resnet_blocks
+    from emotionkit.models import resnet_blocks, resnet_v2_blocks
+
+    upstream = importlib.import_module(
+        f"keras_cv.src.models.backbones.resnet_{version}.resnet_{version}_backbone"
+    )
+    vendored = resnet_blocks if version == "v1" else resnet_v2_blocks
 
     def stack_model(apply_stack: object) -> keras.Model:
         inputs = keras.Input((16, 16, 8), name="x")
         x = apply_stack(
             inputs,
             filters=4,
-            blocks=2,
+            blocks=blocks,
             stride=2,
             block_type=block_type,  # type: ignore[operator]
             first_shortcut=True,
@@ -79,7 +104,7 @@ def test_vendored_stack_matches_keras_cv(block_type: str) -> None:
         )
         return keras.Model(inputs, x)
 
-    ours, theirs = stack_model(resnet_blocks.apply_stack), stack_model(upstream.apply_stack)
+    ours, theirs = stack_model(vendored.apply_stack), stack_model(upstream.apply_stack)
     assert [layer.name for layer in ours.layers] == [layer.name for layer in theirs.layers]
     assert [w.shape for w in ours.get_weights()] == [w.shape for w in theirs.get_weights()]
     ours.set_weights(theirs.get_weights())

@@ -97,3 +97,37 @@ def test_json_schema_lists_every_section() -> None:
     assert set(schema["properties"]) == set(Recipe.model_fields)
     assert schema["required"] == ["name"]
     assert yaml.safe_dump(schema)  # serialisable, so editors can consume it
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["train.unfreeze_at_epoch=2"], "train.unfreeze_at_epoch is set but model.freeze is none"),
+        (
+            ["model.freeze=backbone", "train.epochs=3", "train.unfreeze_at_epoch=3"],
+            r"train.unfreeze_at_epoch \(3\) must be smaller than train.epochs \(3\)",
+        ),
+        (["train.backbone_lr_scale=0.1"], "train.backbone_lr_scale needs train.unfreeze_at_epoch"),
+    ],
+)
+def test_fine_tuning_cross_checks_name_the_keys(
+    quickstart: Path, overrides: list[str], message: str
+) -> None:
+    with pytest.raises(RecipeError, match=message):
+        load_recipe(quickstart, overrides)
+
+
+def test_fine_tuning_fields_parse(quickstart: Path) -> None:
+    recipe = load_recipe(
+        quickstart,
+        [
+            "model.freeze=[conv1_*, stack0_*]",
+            "model.weights=runs/a/best.keras",
+            "model.version=v2",
+            "train.unfreeze_at_epoch=2",
+            "train.backbone_lr_scale=0.1",
+        ],
+    )
+    assert recipe.model.freeze == ["conv1_*", "stack0_*"]
+    assert recipe.model.weights == Path("runs/a/best.keras") and recipe.model.version == "v2"
+    assert recipe.train.backbone_lr_scale == pytest.approx(0.1)

@@ -127,10 +127,11 @@ def load_synthetic(spec: DataSpec, seed: int) -> LoadedData:
     return LoadedData(list(FER_CLASSES), splits)
 
 
-def load_image_folder(spec: DataSpec, seed: int) -> LoadedData:
-    """`ROOT/train/<class>/*` plus optional `ROOT/val/<class>/*` and `ROOT/test/<class>/*`."""
+def list_class_names(spec: DataSpec) -> list[str]:
+    """The class names of `data.source` without reading any image (for model summaries)."""
     source = spec.source
-    assert isinstance(source, ImageFolderSource)
+    if isinstance(source, SyntheticSource):
+        return list(FER_CLASSES)
     root = Path(source.path)
     if not (root / "train").is_dir():
         raise DataError(
@@ -140,6 +141,15 @@ def load_image_folder(spec: DataSpec, seed: int) -> LoadedData:
     class_names = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
     if not class_names:
         raise DataError(f"data.source.path: {root / 'train'} has no class sub-folders.")
+    return class_names
+
+
+def load_image_folder(spec: DataSpec, seed: int) -> LoadedData:
+    """`ROOT/train/<class>/*` plus optional `ROOT/val/<class>/*` and `ROOT/test/<class>/*`."""
+    source = spec.source
+    assert isinstance(source, ImageFolderSource)
+    root = Path(source.path)
+    class_names = list_class_names(spec)
     splits = {}
     for name in ("train", "val", "test"):
         if (root / name).is_dir():

@@ -1,7 +1,23 @@
-"""Model stage: `build_model(spec, ...)` returns a plain `keras.Model` of stock layers."""
+"""Model stage: `build_model(spec, ...)` returns a plain `keras.Model` of stock layers.
+
+Around it: `load_pretrained_weights` (the recipe's `model.weights`), `freeze_layers`
+(`model.freeze`), `embedding_model` (input -> pooled features) and `model_summary`
+(parameters, FLOPs, stage table; saved as `model.json` in each run).
+"""
 
 from __future__ import annotations
 
+from emotionkit.models.freeze import embedding_model, freeze_layers, unfreeze_all
+from emotionkit.models.pretrained import load_pretrained_weights
 from emotionkit.models.resnet import build_model, count_parameters
+from emotionkit.models.summary import model_summary
 
-__all__ = ["build_model", "count_parameters"]
+__all__ = [
+    "build_model",
+    "count_parameters",
+    "embedding_model",
+    "freeze_layers",
+    "load_pretrained_weights",
+    "model_summary",
+    "unfreeze_all",
+]

@@ -57,9 +57,7 @@ def load_pretrained_weights(model: Any, path: str | Path, strict: bool = False) 
         source = _stores_from_weights_file(path)
         by_layer = weights_file_keys(model)
     else:
-        raise ModelError(
-            f"model.weights: {path} is neither a `.keras` nor a `.weights.h5` file."
-        )
+        raise ModelError(f"model.weights: {path} is neither a `.keras` nor a `.weights.h5` file.")
     report = _copy_matching(model, source, by_layer)
     report["path"] = str(path)
     mismatched = report["skipped"] or report["missing"] or report["unused"]
@@ -130,9 +128,7 @@ def _own_store(layer: Any) -> Store:
     return {key: np.asarray(value) for key, value in store.items()}
 
 
-def _copy_matching(
-    model: Any, source: dict[str, Store], key_of: dict[str, str]
-) -> dict[str, Any]:
+def _copy_matching(model: Any, source: dict[str, Store], key_of: dict[str, str]) -> dict[str, Any]:
     loaded: list[str] = []
     skipped: list[dict[str, Any]] = []
     missing: list[str] = []

@@ -1,9 +1,10 @@
 """KerasCV ResNet with a small-image stem, raw-pixel normalisation and a logits head.
 
-The residual stacks are KerasCV's `apply_stack` (vendored in `resnet_blocks.py`: importing keras_cv
-imports TensorFlow even under JAX). Only the stem is ours: KerasCV's ResNet always uses the
-ImageNet stem (7x7 stride 2 + max-pool), which shrinks a 48x48 face to 12x12 before the first
-block. The model holds only stock Keras layers, so a `.keras` file loads without emotionkit.
+The residual stacks are KerasCV's `apply_stack`, v1 or v2 (vendored in `resnet_blocks.py`
+and `resnet_v2_blocks.py`: importing keras_cv imports TensorFlow even under JAX). Only the
+stem is ours: KerasCV's ResNet always uses the ImageNet stem (7x7 stride 2 + max-pool), which
+shrinks a 48x48 face to 12x12 before the first block. The model holds only stock Keras layers,
+so a `.keras` file loads without emotionkit.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from emotionkit.models.resnet_blocks import apply_stack
+from emotionkit.models import resnet_blocks, resnet_v2_blocks
 from emotionkit.recipe import ModelSpec
 
 # (blocks per stage, block type) for each depth, as in He et al. 2015, table 1.
@@ -57,12 +58,16 @@ def build_model(
     )
     x = _stem(x, spec, keras)
     x = _residual_stages(x, spec)
+    if spec.version == "v2":
+        # Pre-activation blocks end on a bare addition: normalise once more before pooling.
+        x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, name="post_bn")(x)
+        x = keras.layers.Activation("relu", name="post_relu")(x)
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     if spec.dropout > 0:
         x = keras.layers.Dropout(spec.dropout, name="head_dropout")(x)
     # float32 logits even under mixed precision: softmax/CE in bf16 loses accuracy.
     logits = keras.layers.Dense(num_classes, dtype="float32", name="logits")(x)
-    return keras.Model(inputs, logits, name=f"resnet{spec.depth}_{spec.stem}")
+    return keras.Model(inputs, logits, name=_model_name(spec))
 
 
 def scaled_filters(filters: int, width: float) -> int:
@@ -70,19 +75,22 @@ def scaled_filters(filters: int, width: float) -> int:
     return max(4, round(filters * width))
 
 
+def _model_name(spec: ModelSpec) -> str:
+    suffix = "_v2" if spec.version == "v2" else ""
+    return f"resnet{spec.depth}{suffix}_{spec.stem}"
+
+
 def _stem(x: Any, spec: ModelSpec, keras: Any) -> Any:
+    """v1: conv-BN-ReLU; v2 (as KerasCV): a biased conv only, the first block normalises."""
     filters = scaled_filters(64, spec.width)
-    if spec.stem in ("cifar", "stride2"):
-        stride = 1 if spec.stem == "cifar" else 2
-        x = keras.layers.Conv2D(
-            filters, 3, strides=stride, padding="same", use_bias=False, name="conv1_conv"
-        )(x)
-    else:
-        x = keras.layers.Conv2D(
-            filters, 7, strides=2, padding="same", use_bias=False, name="conv1_conv"
-        )(x)
-    x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, name="conv1_bn")(x)
-    x = keras.layers.Activation("relu", name="conv1_relu")(x)
+    kernel, stride = {"cifar": (3, 1), "stride2": (3, 2), "imagenet": (7, 2)}[spec.stem]
+    v1 = spec.version == "v1"
+    x = keras.layers.Conv2D(
+        filters, kernel, strides=stride, padding="same", use_bias=not v1, name="conv1_conv"
+    )(x)
+    if v1:
+        x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, name="conv1_bn")(x)
+        x = keras.layers.Activation("relu", name="conv1_relu")(x)
     if spec.stem == "imagenet":
         x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="pool1_pool")(x)
     return x
@@ -91,8 +99,9 @@ def _stem(x: Any, spec: ModelSpec, keras: Any) -> Any:
 def _residual_stages(x: Any, spec: ModelSpec) -> Any:
     default_blocks, block_type = RESNET_STAGES[spec.depth]
     blocks = spec.stage_blocks or default_blocks
+    blocks_module = resnet_v2_blocks if spec.version == "v2" else resnet_blocks
     for index, (filters, count) in enumerate(zip(STAGE_FILTERS, blocks, strict=False)):
-        x = apply_stack(
+        x = blocks_module.apply_stack(
             x,
             filters=scaled_filters(filters, spec.width),
             blocks=count,

@@ -115,13 +115,9 @@ def fit_model(
                 break
             unfreeze_all(model)
             compile_model(
-                model,
-                spec,
-                steps_per_epoch,
-                jit_compile,
-                initial_epoch=first,
+                model, spec, steps_per_epoch, jit_compile, initial_epoch=first,
                 lr_scale=spec.backbone_lr_scale,
-            )
+            )  # fmt: skip
         csv = keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=index > 0)
         result = model.fit(
             train_data,

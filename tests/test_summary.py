@@ -1,0 +1,62 @@
+"""`model_summary`, `emotionkit model summary` and the FLOPs convention."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from emotionkit.models import build_model, model_summary
+from emotionkit.models.summary import summary_lines, summary_table
+from emotionkit.recipe import ModelSpec
+from tests.conftest import TINY_OVERRIDES
+from tests.test_cli import run_cli
+
+
+def tiny_summary() -> dict:
+    spec = ModelSpec(width=0.125, stage_blocks=[1, 1, 1, 1])
+    return model_summary(build_model(spec, image_size=32, channels=1, num_classes=7))
+
+
+def test_resnet18_imagenet_flops_match_the_published_figure() -> None:
+    # torchvision/fvcore: ResNet-18 at 224x224x3 is 1.81 GMACs = 3.63 GFLOPs (1000 classes)
+    spec = ModelSpec(depth=18, stem="imagenet")
+    summary = model_summary(build_model(spec, image_size=224, channels=3, num_classes=1000))
+    assert summary["flops_per_image"] == pytest.approx(3.63e9, rel=0.01)
+    assert summary["feature_map"] == [7, 7, 512]
+
+
+def test_stage_rows_add_up() -> None:
+    summary = tiny_summary()
+    stages = {row["stage"]: row for row in summary["stages"]}
+    assert list(stages) == ["input", "stem", "stage0", "stage1", "stage2", "stage3", "head"]
+    # CIFAR stem at width 1/8: a 3x3 conv, 1 -> 8 channels, at 32x32
+    assert stages["stem"]["flops"] == 2 * 3 * 3 * 1 * 8 * 32 * 32
+    assert stages["head"]["flops"] == 2 * 64 * 7
+    assert sum(row["parameters"] for row in stages.values()) == summary["parameters"]["total"]
+    assert sum(row["flops"] for row in stages.values()) == summary["flops_per_image"]
+    assert stages["stage3"]["output_shape"] == [4, 4, 64] == summary["feature_map"]
+
+
+def test_rendering_shows_the_headline_numbers() -> None:
+    summary = tiny_summary()
+    console = Console(record=True, width=100)
+    console.print(summary_table(summary))
+    for line in summary_lines(summary):
+        console.print(line)
+    text = console.export_text()
+    assert "stage3" in text and "4x4x64" in text
+    assert f"{summary['parameters']['total']:,} total" in text
+
+
+def test_cli_model_summary_json(quickstart: Path) -> None:
+    result = run_cli("model", "summary", str(quickstart), *TINY_OVERRIDES, "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == json.loads(json.dumps(tiny_summary()))
+
+
+def test_cli_model_summary_bad_freeze_pattern_exits_2(quickstart: Path) -> None:
+    result = run_cli("model", "summary", str(quickstart), "model.freeze=[nope*]")
+    assert result.returncode == 2 and "model.freeze" in result.stderr
