@@ -101,9 +101,19 @@ class DataSpec(Section):
 
 
 class ModelSpec(Section):
-    """The network: a KerasCV ResNet with a small-image stem and a logits head."""
+    """The network: a KerasCV ResNet with a small-image stem (or a MobileNetV3) + logits."""
 
-    name: Literal["resnet"] = Field("resnet", description="Model family.")
+    name: Literal["resnet", "mobilenet_v3_small"] = Field(
+        "resnet",
+        description="Model family: `resnet` (KerasCV ResNet, the fields below) or "
+        "`mobilenet_v3_small` (light CPU/edge model; uses `width` as alpha, `dropout`, and "
+        "needs 3 channels or `expand_channels`).",
+    )
+    expand_channels: bool = Field(
+        False,
+        description="Repeat a 1-channel (grayscale) input to 3 channels inside the model, to "
+        "feed a 3-channel backbone or 3-channel pretrained weights.",
+    )
     depth: Literal[18, 34, 50, 101] = Field(
         18, description="ResNet depth: 18/34 basic blocks, 50/101 bottleneck blocks."
     )

@@ -112,3 +112,57 @@ def test_vendored_stack_matches_keras_cv(version: str, block_type: str, blocks: 
     np.testing.assert_allclose(
         ours.predict(images, verbose=0), theirs.predict(images, verbose=0), atol=1e-6
     )
+
+
+def test_light_mobilenet_with_channel_expansion(tmp_path: Path) -> None:
+    spec = ModelSpec(name="mobilenet_v3_small", expand_channels=True, width=0.75)
+    model = build_model(spec, image_size=48, channels=1, num_classes=7)
+    assert model.get_layer("expand_channels").output.shape[-1] == 3
+    assert model.count_params() < 2_000_000  # the light option really is light
+    images = np.random.default_rng(2).uniform(0, 255, (2, 48, 48, 1)).astype(np.float32)
+    expected = model.predict(images, verbose=0)
+    assert expected.shape == (2, 7)
+    model.save(tmp_path / "m.keras")  # stock layers only: loads without emotionkit
+    restored = keras.saving.load_model(tmp_path / "m.keras", compile=False)
+    np.testing.assert_allclose(restored.predict(images, verbose=0), expected, atol=1e-5)
+
+
+def test_mobilenet_on_grayscale_needs_expansion() -> None:
+    from emotionkit.errors import RecipeError
+
+    with pytest.raises(RecipeError, match="expand_channels"):
+        build_model(ModelSpec(name="mobilenet_v3_small"), image_size=48, channels=1, num_classes=7)
+
+
+def test_keras_file_saved_under_one_backend_loads_under_the_other(tmp_path: Path) -> None:
+    """A `.keras` trained under JAX predicts the same under TensorFlow, and back."""
+    import subprocess
+    import sys
+
+    from tests.conftest import BACKEND
+
+    other = "jax" if BACKEND == "tensorflow" else "tensorflow"
+    model = build_model(tiny(), image_size=32, channels=1, num_classes=7)
+    images = np.random.default_rng(4).uniform(0, 255, (4, 32, 32, 1)).astype(np.float32)
+    np.save(tmp_path / "x.npy", images)
+    np.save(tmp_path / "y.npy", model.predict(images, verbose=0))
+    model.save(tmp_path / "m.keras")
+    code = (
+        "import os, sys, numpy as np\n"
+        f"os.environ['KERAS_BACKEND'] = '{other}'\n"
+        "from emotionkit.runtime import apply_tensorflow_workarounds\n"
+        "apply_tensorflow_workarounds()\n"
+        "import keras\n"
+        "d = sys.argv[1]\n"
+        "m = keras.saving.load_model(d + '/m.keras', compile=False)\n"
+        "print(np.abs(m.predict(np.load(d + '/x.npy'), verbose=0) - np.load(d + '/y.npy')).max())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**__import__("os").environ, "KERAS_BACKEND": other},
+    )
+    assert out.returncode == 0, out.stderr[-1500:]
+    assert float(out.stdout.strip().splitlines()[-1]) <= 1e-5

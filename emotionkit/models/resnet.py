@@ -56,9 +56,13 @@ def build_model(
     x = keras.layers.Rescaling(1.0 / pixel_std, offset=-pixel_mean / pixel_std, name="normalize")(
         inputs
     )
-    x = _stem(x, spec, keras)
-    x = _residual_stages(x, spec)
-    if spec.version == "v2":
+    if spec.expand_channels and channels == 1:
+        x = keras.layers.Concatenate(name="expand_channels")([x, x, x])
+    if spec.name == "mobilenet_v3_small":
+        x = _mobilenet_backbone(x, spec, channels)
+    else:
+        x = _residual_stages(_stem(x, spec, keras), spec)
+    if spec.name == "resnet" and spec.version == "v2":
         # Pre-activation blocks end on a bare addition: normalise once more before pooling.
         x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, name="post_bn")(x)
         x = keras.layers.Activation("relu", name="post_relu")(x)
@@ -70,12 +74,26 @@ def build_model(
     return keras.Model(inputs, logits, name=_model_name(spec))
 
 
+def _mobilenet_backbone(x: Any, spec: ModelSpec, channels: int) -> Any:
+    from emotionkit.errors import RecipeError
+    from emotionkit.models.mobilenet import mobilenet_v3_small_features
+
+    if channels == 1 and not spec.expand_channels:
+        raise RecipeError(
+            "model.name=mobilenet_v3_small needs 3 input channels: set model.expand_channels=true "
+            "(or data.channels=3)."
+        )
+    return mobilenet_v3_small_features(x, spec.width)
+
+
 def scaled_filters(filters: int, width: float) -> int:
     """Filter count after the width multiplier, never below 4."""
     return max(4, round(filters * width))
 
 
 def _model_name(spec: ModelSpec) -> str:
+    if spec.name != "resnet":
+        return spec.name
     suffix = "_v2" if spec.version == "v2" else ""
     return f"resnet{spec.depth}{suffix}_{spec.stem}"
 

@@ -62,12 +62,12 @@ def model_summary(model: Any) -> dict[str, Any]:
 
 
 def stage_of(layer_name: str) -> str | None:
-    """The table row a layer is counted in (`stem`, `stage0`, ..., `head`); None for the input."""
+    """The table row a layer is counted in (`stem`, `stage0`, ..., `backbone`, `head`)."""
     for pattern, stage in _STAGE_PATTERNS:
         match = pattern.match(layer_name)
         if match:
             return stage.format(*match.groups())
-    return None if layer_name == "image" else layer_name
+    return None if layer_name == "image" else "backbone"  # e.g. MobileNetV3 layers
 
 
 def layer_flops(layer: Any) -> int:
