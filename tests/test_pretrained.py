@@ -92,3 +92,8 @@ def test_bad_paths_name_the_recipe_key(tmp_path: Path, filename: str, message: s
         path.write_bytes(b"")
     with pytest.raises(ModelError, match=rf"^model\.weights: .*{message}"):
         load_pretrained_weights(tiny_model(), path)
+
+
+def test_preset_name_without_local_file_is_an_offline_error() -> None:
+    with pytest.raises(ModelError, match=r"^model\.weights: 'resnet50_imagenet' .*never downloads"):
+        load_pretrained_weights(tiny_model(), "resnet50_imagenet")

@@ -49,6 +49,12 @@ def load_pretrained_weights(model: Any, path: str | Path, strict: bool = False) 
     """
     path = Path(path)
     if not path.is_file():
+        if not path.suffix and len(path.parts) == 1:  # looks like a preset name, not a path
+            raise ModelError(
+                f"model.weights: {str(path)!r} is not a local file. emotionkit never downloads "
+                "weights: on a machine with network access save the preset's weights (e.g. "
+                "`model.save_weights('resnet.weights.h5')`) and set model.weights to that file."
+            )
         raise ModelError(f"model.weights: file not found: {path}")
     if path.name.endswith(".keras"):
         source = _stores_from_keras_file(path)
