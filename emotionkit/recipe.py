@@ -211,9 +211,9 @@ class TrainSpec(Section):
         1.0,
         gt=0.0,
         le=1.0,
-        description="Learning-rate multiplier from `unfreeze_at_epoch` on. It scales the "
-        "whole network's rate (head included) for the rest of the schedule; per-layer "
-        "rates are not implemented.",
+        description="Discriminative fine-tuning: from `unfreeze_at_epoch` on, the layers "
+        "that `model.freeze` held step at this multiple of the scheduled rate while the "
+        "head keeps the full rate.",
     )
 
     @model_validator(mode="after")

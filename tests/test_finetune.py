@@ -80,7 +80,9 @@ def test_head_warms_up_then_everything_trains(tmp_path: Path) -> None:
     # phase 2 (epoch 2): every layer with weights trains
     assert changed(recorder.snapshots[1], recorder.snapshots[2]) == with_weights
     assert all(layer.trainable for layer in model.layers)
-    assert result.history["lr"] == pytest.approx([1e-3, 1e-3, 1e-4])
+    assert result.history["lr"] == pytest.approx([1e-3, 1e-3, 1e-3])  # the head's rate
+    assert "conv1_conv/kernel" in model.optimizer.scaled_variables
+    assert "logits/kernel" not in model.optimizer.scaled_variables
     assert len((tmp_path / "history.csv").read_text().splitlines()) == 4  # header + 3 epochs
     assert (tmp_path / "checkpoints" / "last.keras").is_file()
 
@@ -117,7 +119,7 @@ def test_embedding_model_outputs_pooled_features() -> None:
 
 
 def test_phase_two_optimizer_continues_the_schedule() -> None:
-    """Phase 2's fresh optimizer starts at step k*steps (no second warmup), at the scaled rate."""
+    """Phase 2's fresh optimizer starts at step k*steps (no second warmup)."""
     spec = TrainSpec(epochs=4, unfreeze_at_epoch=2, backbone_lr_scale=0.5)
     model = tiny_model()
     compile_model(model, spec, steps_per_epoch=10, initial_epoch=2, lr_scale=0.5)
@@ -127,4 +129,22 @@ def test_phase_two_optimizer_continues_the_schedule() -> None:
         0.0, decay_steps=30, warmup_target=1e-3, warmup_steps=10
     )(20)
     rate = keras.ops.convert_to_numpy(model.optimizer.learning_rate)
-    assert float(rate) == pytest.approx(0.5 * float(keras.ops.convert_to_numpy(unscaled)))
+    assert float(rate) == pytest.approx(float(keras.ops.convert_to_numpy(unscaled)))
+
+
+def test_scaled_variables_step_at_the_scaled_rate() -> None:
+    """Adam's first step moves each weight by ~lr: the backbone's moves by lr * scale."""
+    from emotionkit.train.fit import LayerwiseAdamW
+
+    backbone = keras.Variable(np.zeros(4, np.float32), name="kernel")
+    head = keras.Variable(np.zeros(4, np.float32), name="bias")
+    optimizer = LayerwiseAdamW(
+        scaled_variables={backbone.path}, lr_scale=0.1, learning_rate=1e-2, weight_decay=0.0
+    )
+    ones = keras.ops.ones(4)
+    optimizer.apply([ones, ones], [backbone, head])
+    backbone_step = np.abs(keras.ops.convert_to_numpy(backbone)).mean()
+    head_step = np.abs(keras.ops.convert_to_numpy(head)).mean()
+    assert head_step == pytest.approx(1e-2, rel=1e-3)
+    assert backbone_step == pytest.approx(1e-3, rel=1e-3)
+    assert LayerwiseAdamW.from_config(optimizer.get_config()).lr_scale == 0.1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,43 @@ class FitResult:
     failure: dict[str, Any] | None
 
 
+@keras.saving.register_keras_serializable(package="emotionkit")
+class LayerwiseAdamW(keras.optimizers.AdamW):
+    """AdamW whose chosen variables step at `lr_scale` times the scheduled rate.
+
+    This is discriminative fine-tuning: after `train.unfreeze_at_epoch` the pretrained
+    backbone moves more gently than the freshly initialised head. Keras optimisers have one
+    rate; overriding `update_step` (called per variable by both the TF and JAX backends)
+    is the smallest correct change. Weight decay still uses the unscaled rate.
+    """
+
+    def __init__(
+        self, scaled_variables: Collection[str] = (), lr_scale: float = 1.0, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.scaled_variables = frozenset(scaled_variables)
+        self.lr_scale = lr_scale
+        self._scaled_keys: frozenset[int] = frozenset()
+
+    def build(self, variables: Any) -> None:
+        # The TF backend hands `update_step` raw tf.Variables without `.path`: match by the
+        # optimizer's own variable key, computed once here from the Keras variables.
+        super().build(variables)
+        self._scaled_keys = frozenset(
+            self._var_key(v) for v in variables if v.path in self.scaled_variables
+        )
+
+    def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> None:
+        if self._var_key(variable) in self._scaled_keys:
+            learning_rate = learning_rate * self.lr_scale
+        super().update_step(gradient, variable, learning_rate)
+
+    def get_config(self) -> dict[str, Any]:
+        config = dict(super().get_config())
+        config.update(scaled_variables=sorted(self.scaled_variables), lr_scale=self.lr_scale)
+        return config
+
+
 def compile_model(
     model: Any,
     spec: TrainSpec,
@@ -41,17 +79,20 @@ def compile_model(
     jit_compile: bool | str = "auto",
     *,
     initial_epoch: int = 0,
+    scaled_variables: Collection[str] = (),
     lr_scale: float = 1.0,
 ) -> None:
     """Attach optimizer, loss and metrics from the recipe's `train` section.
 
-    `initial_epoch` and `lr_scale` serve the second phase of two-stage fine-tuning: the new
-    optimizer starts its step counter where the first phase stopped (so the schedule goes
-    on rather than restarting its warmup) and runs at `lr_scale` times the recipe's rate.
+    `initial_epoch`, `scaled_variables` and `lr_scale` serve the second phase of two-stage
+    fine-tuning: the new optimizer starts its step counter where the first phase stopped (so
+    the schedule goes on rather than restarting its warmup), and the variables named in
+    `scaled_variables` (the backbone that was frozen) step at `lr_scale` times the rate.
     """
-    optimizer_spec = spec.optimizer.model_copy(update={"lr": spec.optimizer.lr * lr_scale})
-    optimizer = keras.optimizers.AdamW(
-        learning_rate=build_schedule(spec.schedule, optimizer_spec, steps_per_epoch, spec.epochs),
+    optimizer = LayerwiseAdamW(
+        scaled_variables=scaled_variables,
+        lr_scale=lr_scale,
+        learning_rate=build_schedule(spec.schedule, spec.optimizer, steps_per_epoch, spec.epochs),
         weight_decay=spec.optimizer.weight_decay,
         clipnorm=spec.optimizer.clip_norm,
         use_ema=spec.optimizer.ema is not None,
@@ -113,10 +154,13 @@ def fit_model(
         if index > 0:
             if nan_guard.failure is not None:
                 break
+            frozen = {
+                v.path for layer in model.layers if not layer.trainable for v in layer.weights
+            }
             unfreeze_all(model)
             compile_model(
                 model, spec, steps_per_epoch, jit_compile, initial_epoch=first,
-                lr_scale=spec.backbone_lr_scale,
+                scaled_variables=frozen, lr_scale=spec.backbone_lr_scale,
             )  # fmt: skip
         csv = keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=index > 0)
         result = model.fit(
