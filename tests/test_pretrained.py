@@ -94,6 +94,22 @@ def test_bad_paths_name_the_recipe_key(tmp_path: Path, filename: str, message: s
         load_pretrained_weights(tiny_model(), path)
 
 
-def test_preset_name_without_local_file_is_an_offline_error() -> None:
-    with pytest.raises(ModelError, match=r"^model\.weights: 'resnet50_imagenet' .*never downloads"):
+def test_preset_name_without_local_file_is_an_offline_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path))
+    with pytest.raises(ModelError, match=r"^model\.weights: preset 'resnet50_imagenet' .*never"):
         load_pretrained_weights(tiny_model(), "resnet50_imagenet")
+
+
+def test_preset_name_found_in_the_local_cache_is_loaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path))
+    preset = tmp_path / "models/keras/resnetv1/keras/tiny_fer/2"
+    preset.mkdir(parents=True)
+    source = tiny_model()
+    source.save_weights(preset / "model.weights.h5")
+    report = load_pretrained_weights(tiny_model(), "tiny_fer")
+    assert report["path"] == str(preset / "model.weights.h5")
+    assert not report["skipped"] and "logits" in report["loaded"]

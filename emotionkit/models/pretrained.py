@@ -15,6 +15,7 @@ File kinds:
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,39 @@ import numpy as np
 from emotionkit.errors import ModelError
 
 Store = dict[str, np.ndarray]
+
+
+def resolve_weights_path(path: Path) -> Path:
+    """A weights file, or a KerasCV/Keras-Hub preset name found in a local download cache.
+
+    A preset is accepted only when its files are already on disk (Kaggle's cache, where
+    `from_preset` puts them: `$KAGGLEHUB_CACHE` or `~/.cache/kagglehub`); nothing is fetched.
+    """
+    if path.is_file():
+        return path
+    if path.suffix or len(path.parts) != 1:
+        raise ModelError(f"model.weights: file not found: {path}")
+    cached = find_cached_preset(str(path))
+    if cached is None:
+        raise ModelError(
+            f"model.weights: preset {str(path)!r} is not in the local cache "
+            f"({kagglehub_cache()}) and emotionkit never downloads weights: on a machine with "
+            "network access run `from_preset` once (or save the weights to a .weights.h5 / "
+            ".keras file) and copy the cache or the file here."
+        )
+    return cached
+
+
+def kagglehub_cache() -> Path:
+    """Where KerasCV/Keras-Hub `from_preset` stores downloaded presets."""
+    return Path(os.environ.get("KAGGLEHUB_CACHE", Path.home() / ".cache" / "kagglehub"))
+
+
+def find_cached_preset(name: str) -> Path | None:
+    """`models/keras/<family>/keras/<name>/<version>/model.weights.h5`, newest version first."""
+    pattern = f"models/keras/*/keras/{name}/*/model.weights.h5"
+    candidates = sorted(kagglehub_cache().glob(pattern), key=lambda p: p.parent.name)
+    return candidates[-1] if candidates else None
 
 
 def load_pretrained_weights(model: Any, path: str | Path, strict: bool = False) -> dict[str, Any]:
@@ -47,15 +81,7 @@ def load_pretrained_weights(model: Any, path: str | Path, strict: bool = False) 
         >>> report["skipped"]
         [{'layer': 'logits', 'expected': [[512, 7], [7]], 'found': [[512, 8], [8]]}]
     """
-    path = Path(path)
-    if not path.is_file():
-        if not path.suffix and len(path.parts) == 1:  # looks like a preset name, not a path
-            raise ModelError(
-                f"model.weights: {str(path)!r} is not a local file. emotionkit never downloads "
-                "weights: on a machine with network access save the preset's weights (e.g. "
-                "`model.save_weights('resnet.weights.h5')`) and set model.weights to that file."
-            )
-        raise ModelError(f"model.weights: file not found: {path}")
+    path = resolve_weights_path(Path(path))
     if path.name.endswith(".keras"):
         source = _stores_from_keras_file(path)
         by_layer = {layer.name: layer.name for layer in model.layers}
