@@ -144,6 +144,8 @@ def test_keras_file_saved_under_one_backend_loads_under_the_other(tmp_path: Path
     other = "jax" if BACKEND == "tensorflow" else "tensorflow"
     model = build_model(tiny(), image_size=32, channels=1, num_classes=7)
     images = np.random.default_rng(4).uniform(0, 255, (4, 32, 32, 1)).astype(np.float32)
+    model.compile(optimizer="sgd", loss=keras.losses.CategoricalCrossentropy(from_logits=True))
+    model.fit(images, np.eye(7, dtype=np.float32)[[0, 1, 2, 3]], epochs=1, verbose=0)  # trained
     np.save(tmp_path / "x.npy", images)
     np.save(tmp_path / "y.npy", model.predict(images, verbose=0))
     model.save(tmp_path / "m.keras")
