@@ -153,17 +153,25 @@ def describe_model(recipe: Recipe) -> dict[str, Any]:
     """`model_summary` of the recipe's model, built (and frozen) as `train` would build it.
 
     No image is read: the class count comes from the source's folder names (or the 7
-    synthetic classes), and `model.weights` is not loaded (it changes no number here).
+    synthetic classes; also the 7 FER classes when the data folder is not on this machine,
+    since the summary of a FER recipe should not need the data), and `model.weights` is not
+    loaded (it changes no number here).
     """
     from emotionkit.data.sources import list_class_names
+    from emotionkit.data.synthetic import FER_CLASSES
+    from emotionkit.errors import DataError
     from emotionkit.models import build_model, freeze_layers, model_summary
 
+    try:
+        num_classes = len(list_class_names(recipe.data))
+    except DataError:
+        num_classes = len(FER_CLASSES)
     configure_frameworks(resolve_runtime(recipe.runtime), recipe.seed)
     model = build_model(
         recipe.model,
         image_size=recipe.data.image_size,
         channels=recipe.data.channels,
-        num_classes=len(list_class_names(recipe.data)),
+        num_classes=num_classes,
     )
     freeze_layers(model, recipe.model.freeze)
     return model_summary(model)

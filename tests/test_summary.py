@@ -60,3 +60,16 @@ def test_cli_model_summary_json(quickstart: Path) -> None:
 def test_cli_model_summary_bad_freeze_pattern_exits_2(quickstart: Path) -> None:
     result = run_cli("model", "summary", str(quickstart), "model.freeze=[nope*]")
     assert result.returncode == 2 and "model.freeze" in result.stderr
+
+
+def test_summary_of_a_recipe_whose_data_is_not_here_assumes_the_fer_classes() -> None:
+    from emotionkit.recipe import load_recipe
+    from emotionkit.workflow import describe_model
+    from tests.conftest import BACKEND, REPO
+
+    recipe = load_recipe(
+        REPO / "recipes" / "fer2013_cpu.yaml",
+        ["data.source.path=/nonexistent/fer2013", f"runtime.backend={BACKEND}"],
+    )
+    summary = describe_model(recipe)
+    assert summary["stages"][-1]["output_shape"] == [7]
