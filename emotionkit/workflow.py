@@ -15,8 +15,13 @@ from rich.console import Console
 
 from emotionkit.errors import EmotionkitError
 from emotionkit.recipe import Recipe
-from emotionkit.runs import create_run_dir, git_commit, package_versions, update_manifest
-from emotionkit.runs import write_json as write_json
+from emotionkit.runs import (
+    create_run_dir,
+    git_commit,
+    package_versions,
+    update_manifest,
+    write_json,
+)
 from emotionkit.runtime import RuntimeChoice, configure_frameworks, resolve_runtime
 
 
