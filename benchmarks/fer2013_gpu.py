@@ -29,10 +29,9 @@ import numpy as np
 from emotionkit.data.augment import AUGMENTATIONS
 from emotionkit.data.pipeline import class_weights_from_counts, pixel_mean_std
 from emotionkit.data.sources import stratified_split
+from emotionkit.data.synthetic import FER_CLASSES
 from emotionkit.recipe import Recipe, load_recipe
 from emotionkit.runtime import configure_frameworks, resolve_runtime
-
-FER_CLASSES = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
 
 
 def load_arrays(pixels: Path, labels: Path, size: int = 48) -> tuple[np.ndarray, np.ndarray]:
@@ -81,7 +80,7 @@ def train_and_score(
         if recipe.data.balance == "class_weights"
         else None
     )
-    timer = EpochTimer(budget_s)
+    timer = epoch_timer(budget_s)
     x_float = x.astype(np.float32)
     one_hot = np.eye(7, dtype=np.float32)[y]
     trainer.fit(
@@ -95,7 +94,7 @@ def train_and_score(
         verbose=2,
     )
     logits = model.predict(x_float[val_idx], batch_size=1024, verbose=0)
-    metrics = classification_metrics(y[val_idx], np.asarray(logits, np.float32), FER_CLASSES)
+    metrics = classification_metrics(y[val_idx], np.asarray(logits, np.float32), list(FER_CLASSES))
     steady = timer.epoch_seconds[1:] or timer.epoch_seconds
     return {
         "epochs_run": len(timer.epoch_seconds),
@@ -110,30 +109,32 @@ def train_and_score(
     }
 
 
-class EpochTimer:
-    """Epoch wall times; stops training when the time budget is spent (recorded, not hidden)."""
+def epoch_timer(budget_s: float) -> Any:
+    """Epoch wall times; stops training when the time budget is spent (recorded, not hidden).
 
-    def __new__(cls, budget_s: float) -> Any:
-        import keras
+    A factory rather than a module-level class: keras may only be imported after
+    `configure_frameworks` has chosen the backend.
+    """
+    import keras
 
-        class _Timer(keras.callbacks.Callback):
-            def __init__(self) -> None:
-                super().__init__()
-                self.epoch_seconds: list[float] = []
-                self.started = self.begin = 0.0
+    class EpochTimer(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.epoch_seconds: list[float] = []
+            self.started = self.begin = 0.0
 
-            def on_train_begin(self, logs: Any = None) -> None:
-                self.begin = time.perf_counter()
+        def on_train_begin(self, logs: Any = None) -> None:
+            self.begin = time.perf_counter()
 
-            def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
-                self.started = time.perf_counter()
+        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            self.started = time.perf_counter()
 
-            def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-                self.epoch_seconds.append(time.perf_counter() - self.started)
-                if time.perf_counter() - self.begin > budget_s:
-                    self.model.stop_training = True
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            self.epoch_seconds.append(time.perf_counter() - self.started)
+            if time.perf_counter() - self.begin > budget_s:
+                self.model.stop_training = True
 
-        return _Timer()
+    return EpochTimer()
 
 
 def main() -> None:
