@@ -65,9 +65,129 @@ class ImageFolderSource(Section):
     path: Path = Field(description="ROOT folder holding `train/` (and optionally `val/`, `test/`).")
 
 
-Source = Annotated[SyntheticSource | ImageFolderSource, Field(discriminator="kind")]
+SplitName = Literal["train", "val", "test"]
+FER2013_USAGE_SPLITS: dict[str, SplitName] = {
+    "Training": "train",
+    "PublicTest": "val",
+    "PrivateTest": "test",
+}
+"""fer2013.csv `Usage` -> split (the Kaggle convention: PublicTest is the validation set)."""
+
+SPLIT_NAMES_AS_VALUES: dict[str, SplitName] = {"train": "train", "val": "val", "test": "test"}
+TFDS_DEFAULT_SPLITS: dict[SplitName, str] = {"train": "train"}
+
+FER2013_CSV_LABELS: tuple[str, ...] = (
+    "angry",
+    "disgust",
+    "fear",
+    "happy",
+    "sad",
+    "surprise",
+    "neutral",
+)
+"""The class of each integer `emotion` in the original fer2013.csv (0 angry ... 6 neutral)."""
+
+
+class Fer2013CsvSource(Section):
+    """The original Kaggle `fer2013.csv`: `emotion,pixels,Usage` rows of 48x48 pixel strings."""
+
+    kind: Literal["fer2013_csv"] = "fer2013_csv"
+    path: Path = Field(description="The CSV file.")
+    usage_splits: dict[str, SplitName] = Field(
+        default_factory=FER2013_USAGE_SPLITS.copy,
+        description="`Usage` value -> split. Rows whose `Usage` is not listed are skipped; map "
+        "PublicTest to test as well to keep only a carved validation split.",
+    )
+    label_names: list[str] = Field(
+        default_factory=lambda: list(FER2013_CSV_LABELS),
+        description="Class name of each integer `emotion` (FER2013's order: 0 angry, 1 "
+        "disgust, 2 fear, 3 happy, 4 sad, 5 surprise, 6 neutral); labels are re-indexed to "
+        "`data.classes` (default: these names sorted).",
+    )
+
+
+class SoftLabelCsvSource(Section):
+    """Vote-count / probability CSVs (FER+ `fer2013new.csv` style, emotion distributions)."""
+
+    kind: Literal["soft_label_csv"] = "soft_label_csv"
+    path: Path = Field(description="The CSV file.")
+    image_column: str | None = Field(
+        None,
+        description="Column holding an image path (relative to the CSV's folder). Exactly one "
+        "of `image_column` and `pixels_column` is set.",
+    )
+    pixels_column: str | None = Field(
+        None, description="Column holding a space-separated pixel string (square, row-major)."
+    )
+    class_columns: list[str] | None = Field(
+        None,
+        description="Columns of votes or probabilities, one per class, in class order "
+        "(default: `data.classes`). Each row is normalised to sum to 1; rows without votes "
+        "are dropped and counted.",
+    )
+    split_column: str | None = Field(
+        None, description="Column naming each row's split (default: every row is train)."
+    )
+    split_values: dict[str, SplitName] = Field(
+        default_factory=lambda: (
+            {"train": "train", "val": "val", "test": "test"} | FER2013_USAGE_SPLITS
+        ),
+        description="Value of `split_column` -> split; rows with other values are skipped.",
+    )
+
+    @model_validator(mode="after")
+    def _one_image_column(self) -> SoftLabelCsvSource:
+        if (self.image_column is None) == (self.pixels_column is None):
+            raise ValueError(
+                "set exactly one of image_column (image paths) and pixels_column (pixel strings)"
+            )
+        return self
+
+
+class NpzSource(Section):
+    """A NumPy `.npz` with `x` (N,H,W[,C]) uint8 and `y` (N,) labels or (N,K) distributions."""
+
+    kind: Literal["npz"] = "npz"
+    path: Path = Field(
+        description="The `.npz` file: `x`, `y`, optionally `x_val`/`y_val`, `x_test`/`y_test` "
+        "and `class_names`."
+    )
+
+
+class TfdsSource(Section):
+    """A TensorFlow Datasets dataset already prepared under `data_dir` (read offline)."""
+
+    kind: Literal["tfds"] = "tfds"
+    name: str = Field(description="Dataset name, optionally with config/version (`name:1.0.0`).")
+    data_dir: Path = Field(description="TFDS data directory holding the prepared dataset.")
+    splits: dict[SplitName, str] = Field(
+        default_factory=TFDS_DEFAULT_SPLITS.copy,
+        description="Our split -> TFDS split expression (e.g. `{train: 'train[:90%]', val: "
+        "'train[90%:]', test: test}`).",
+    )
+    image_key: str = Field("image", description="Feature holding the image.")
+    label_key: str = Field("label", description="Feature holding the integer class label.")
+
+
+Source = Annotated[
+    SyntheticSource
+    | ImageFolderSource
+    | Fer2013CsvSource
+    | SoftLabelCsvSource
+    | NpzSource
+    | TfdsSource,
+    Field(discriminator="kind"),
+]
 SOURCE_KINDS = frozenset(
-    str(cls.model_fields["kind"].default) for cls in (SyntheticSource, ImageFolderSource)
+    str(cls.model_fields["kind"].default)
+    for cls in (
+        SyntheticSource,
+        ImageFolderSource,
+        Fer2013CsvSource,
+        SoftLabelCsvSource,
+        NpzSource,
+        TfdsSource,
+    )
 )
 AugmentOp = dict[str, dict[str, Any]]
 
@@ -88,10 +208,39 @@ class DataSpec(Section):
         "source has no validation split.",
     )
     batch_size: int = Field(64, ge=1, description="Global batch size.")
-    balance: Literal["none", "class_weights"] = Field(
+    classes: list[str] | None = Field(
+        None,
+        description="Class names in label order. Default: sorted folder names "
+        "(`image_folder`), FER2013's names sorted (`fer2013_csv`), the file's `class_names` "
+        "(`npz`), the dataset's label names (`tfds`).",
+    )
+    on_error: Literal["skip", "raise"] = Field(
+        "skip",
+        description="An undecodable or empty image file: `skip` drops it, counts it and lists "
+        "it in the run's `data_errors.json` with a one-line warning; `raise` stops with the "
+        "path.",
+    )
+    balance: Literal["none", "class_weights", "oversample"] = Field(
         "none",
-        description="Imbalance handling: `class_weights` weighs the loss by inverse class "
-        "frequency (normalised to mean 1).",
+        description="Imbalance handling: `class_weights` weighs the loss per class (see "
+        "`class_weight_beta`); `oversample` resamples train batches in tf.data towards "
+        "`oversample_exponent`'s target distribution. The table is printed and saved in "
+        "manifest.json.",
+    )
+    class_weight_beta: float | None = Field(
+        None,
+        ge=0.0,
+        lt=1.0,
+        description="`null`: inverse-frequency weights; a beta such as 0.999: weights by the "
+        "effective number of samples (1 - beta^n) / (1 - beta) (Cui et al. 2019). Weights "
+        "are normalised to mean 1 over the classes.",
+    )
+    oversample_exponent: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="`oversample` target: class c is drawn with probability proportional to "
+        "count_c ** exponent (0: uniform over classes, 0.5: square-root, 1: natural).",
     )
     augment: list[AugmentOp] = Field(
         default_factory=list,
@@ -370,7 +519,8 @@ def _describe_problem(item: Any, raw: dict[str, Any]) -> str:
         return str(item["msg"]).removeprefix("Value error, ") + "."
     if item["type"] == "missing":
         return f"`{loc}` is required but missing."
-    return f"`{loc}` = {item.get('input')!r}: {item['msg']}."
+    message = str(item["msg"]).removeprefix("Value error, ")
+    return f"`{loc}` = {item.get('input')!r}: {message}."
 
 
 def _dotted_location(loc: tuple[Any, ...]) -> str:

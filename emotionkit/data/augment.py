@@ -61,8 +61,13 @@ AUGMENTATIONS: dict[str, LayerFactory] = {
 }
 
 
-def build_augment_fn(ops: list[dict[str, dict[str, Any]]], seed: int) -> Callable[[Any], Any]:
-    """Build the recipe's `data.augment` list into one function on a batch of images.
+def build_augment_fn(
+    ops: list[dict[str, dict[str, Any]]], seed: int
+) -> Callable[[Any, Any], tuple[Any, Any]]:
+    """Build the recipe's `data.augment` list into one function on a batch.
+
+    The function maps `(images, targets)` (float32 0-255 NHWC, float32 (N, K) target
+    distributions) to the same; image-only ops leave the targets alone.
 
     Raises:
         RecipeError: an unknown op name or parameter, naming `data.augment[i]`.
@@ -82,9 +87,9 @@ def build_augment_fn(ops: list[dict[str, dict[str, Any]]], seed: int) -> Callabl
         except TypeError as error:
             raise RecipeError(f"data.augment[{index}] ({name}): {error}") from None
 
-    def augment(images: Any) -> Any:
+    def augment(images: Any, targets: Any) -> tuple[Any, Any]:
         for layer in layers:
             images = layer(images, training=True)
-        return images
+        return images, targets
 
     return augment

@@ -21,19 +21,21 @@ def build_dataset(
     *,
     training: bool,
     seed: int,
-    augment_fn: Callable[[Any], Any] | None = None,
+    augment_fn: Callable[[Any, Any], tuple[Any, Any]] | None = None,
 ) -> Any:
-    """Batches of (float32 images 0-255, one-hot float32 labels).
+    """Batches of (float32 images 0-255, float32 target distributions).
 
     Args:
-        split: the images and labels of one split.
-        num_classes: width of the one-hot labels (one-hot so MixUp-style soft targets and
-            Keras' F1Score share one label format).
+        split: the images and labels of one split; integer labels become one-hot rows, soft
+            labels pass through (one format for hard, soft and MixUp-style targets, which
+            Keras' F1Score also takes).
+        num_classes: width of the target rows.
         batch_size: images per batch; the last partial batch is kept for evaluation and
             dropped for training so every step has the same shape (no XLA re-compilation).
         training: shuffle (seeded, reshuffled each epoch) and augment.
         seed: shuffle seed.
-        augment_fn: applied per batch, after batching (vectorised layers are faster).
+        augment_fn: `(images, targets) -> (images, targets)` per batch, after batching
+            (vectorised layers are faster; MixUp/CutMix need the targets).
     """
     import tensorflow as tf
 
@@ -44,9 +46,14 @@ def build_dataset(
 
     def to_model_inputs(images: Any, labels: Any) -> tuple[Any, Any]:
         images = tf.cast(images, tf.float32)
+        targets = (
+            tf.cast(labels, tf.float32)
+            if split.is_soft
+            else tf.one_hot(labels, num_classes, dtype=tf.float32)
+        )
         if training and augment_fn is not None:
-            images = augment_fn(images)
-        return images, tf.one_hot(labels, num_classes, dtype=tf.float32)
+            images, targets = augment_fn(images, targets)
+        return images, targets
 
     dataset = dataset.map(to_model_inputs, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)

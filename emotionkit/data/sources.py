@@ -10,6 +10,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -18,11 +19,16 @@ from emotionkit.errors import DataError
 from emotionkit.recipe import DataSpec, ImageFolderSource, SyntheticSource
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+Loader = Callable[["DataSpec", int], "LoadedData"]
 
 
 @dataclass
 class SplitData:
-    """One split: images (N, H, W, C) uint8, labels (N,) int32 and an id per image."""
+    """One split: images (N, H, W, C) uint8, labels and an id per image.
+
+    Labels are int32 class indices (N,) or, for soft-label sources, float32 target
+    distributions (N, K) whose rows sum to 1.
+    """
 
     images: np.ndarray
     labels: np.ndarray
@@ -31,11 +37,20 @@ class SplitData:
     def __len__(self) -> int:
         return len(self.labels)
 
+    @property
+    def is_soft(self) -> bool:
+        return self.labels.ndim == 2
+
+    @property
+    def hard_labels(self) -> np.ndarray:
+        """Class indices: the labels, or the argmax of soft targets (for counts and splits)."""
+        return np.argmax(self.labels, axis=1).astype(np.int32) if self.is_soft else self.labels
+
     def subset(self, indices: np.ndarray) -> SplitData:
         return SplitData(self.images[indices], self.labels[indices], [self.ids[i] for i in indices])
 
     def class_counts(self, num_classes: int) -> list[int]:
-        return np.bincount(self.labels, minlength=num_classes).tolist()
+        return np.bincount(self.hard_labels, minlength=num_classes).tolist()
 
 
 @dataclass
@@ -45,6 +60,10 @@ class LoadedData:
     class_names: list[str]
     splits: dict[str, SplitData]
     fingerprint: str = ""
+    errors: list[dict[str, str]] = field(default_factory=list)
+    """Skipped inputs (`data.on_error: skip`), each `{"path": ..., "reason": ...}`."""
+    dropped: dict[str, int] = field(default_factory=dict)
+    """Rows dropped on purpose by the source, by reason (e.g. soft labels without votes)."""
 
     @property
     def num_classes(self) -> int:
@@ -59,13 +78,15 @@ class LoadedData:
                 name: {"size": len(split), "class_counts": split.class_counts(self.num_classes)}
                 for name, split in self.splits.items()
             },
+            "soft_labels": any(split.is_soft for split in self.splits.values()),
+            "skipped_files": len(self.errors),
+            "dropped_rows": self.dropped,
         }
 
 
 def load_data(spec: DataSpec, seed: int) -> LoadedData:
     """Read `spec.source`, carve a stratified validation split if needed, fingerprint it."""
-    loader = SOURCES[spec.source.kind]
-    data = loader(spec, seed)
+    data = _loaders()[spec.source.kind](spec, seed)
     if "val" not in data.splits:
         train_idx, val_idx = stratified_split(data.splits["train"].labels, spec.val_split, seed)
         train = data.splits["train"]
@@ -103,7 +124,8 @@ def fingerprint(data: LoadedData) -> str:
         split = data.splits[name]
         digest.update(name.encode())
         digest.update(np.ascontiguousarray(split.images).tobytes())
-        digest.update(split.labels.astype(np.int32).tobytes())
+        labels = split.labels.astype(np.float32 if split.is_soft else np.int32)
+        digest.update(labels.tobytes())
     return digest.hexdigest()[:16]
 
 
@@ -128,20 +150,23 @@ def load_synthetic(spec: DataSpec, seed: int) -> LoadedData:
 
 
 def list_class_names(spec: DataSpec) -> list[str]:
-    """The class names of `data.source` without reading any image (for model summaries)."""
+    """The class names of `data.source` without decoding any image (for model summaries).
+
+    Folder sources list their class folders; the others use `data.classes` or the FER names.
+    """
     source = spec.source
-    if isinstance(source, SyntheticSource):
-        return list(FER_CLASSES)
+    if not isinstance(source, ImageFolderSource):
+        return list(spec.classes or FER_CLASSES)
     root = Path(source.path)
     if not (root / "train").is_dir():
         raise DataError(
             f"data.source.path: {root} has no train/ folder; expected ROOT/train/<class>/*.png "
             "(the Kaggle FER2013 layout)."
         )
-    class_names = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
-    if not class_names:
+    found = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
+    if not found:
         raise DataError(f"data.source.path: {root / 'train'} has no class sub-folders.")
-    return class_names
+    return resolve_class_names(spec, found, str(root / "train"))
 
 
 def load_image_folder(spec: DataSpec, seed: int) -> LoadedData:
@@ -150,14 +175,26 @@ def load_image_folder(spec: DataSpec, seed: int) -> LoadedData:
     assert isinstance(source, ImageFolderSource)
     root = Path(source.path)
     class_names = list_class_names(spec)
-    splits = {}
+    splits, errors = {}, []
     for name in ("train", "val", "test"):
         if (root / name).is_dir():
             paths, labels = _list_class_folder(root / name, class_names)
-            images = decode_images(paths, spec.image_size, spec.channels)
-            ids = [str(p.relative_to(root)) for p in paths]
-            splits[name] = SplitData(images, labels, ids)
-    return LoadedData(class_names, splits)
+            images, kept, split_errors = decode_images(
+                paths, spec.image_size, spec.channels, spec.on_error
+            )
+            errors.extend(split_errors)
+            ids = [str(paths[i].relative_to(root)) for i in kept]
+            splits[name] = SplitData(images, labels[kept], ids)
+    _check_train_classes(splits["train"], class_names, root / "train")
+    return LoadedData(class_names, splits, errors=errors)
+
+
+def _check_train_classes(train: SplitData, class_names: list[str], where: Path) -> None:
+    """Every class needs train images (after dropping bad files), or it cannot be learned."""
+    counts = train.class_counts(len(class_names))
+    empty = [name for name, count in zip(class_names, counts, strict=True) if count == 0]
+    if empty:
+        raise DataError(f"{where}: no readable train images for class(es) {empty}.")
 
 
 def _list_class_folder(folder: Path, class_names: list[str]) -> tuple[list[Path], np.ndarray]:
@@ -179,26 +216,113 @@ def _list_class_folder(folder: Path, class_names: list[str]) -> tuple[list[Path]
     return paths, np.asarray(labels, dtype=np.int32)
 
 
-def decode_images(paths: list[Path], image_size: int, channels: int) -> np.ndarray:
-    """Decode PNG/JPEG/BMP/GIF files in parallel with tf.io into (N, S, S, C) uint8."""
+def decode_images(
+    paths: list[Path], image_size: int, channels: int, on_error: str = "raise"
+) -> tuple[np.ndarray, np.ndarray, list[dict[str, str]]]:
+    """Decode PNG/JPEG/BMP/GIF files in parallel with tf.io into (N, S, S, C) uint8.
+
+    Returns:
+        The decoded images, the indices of `paths` they come from, and one
+        `{"path", "reason"}` per file that could not be read (empty, truncated, not an image).
+
+    Raises:
+        DataError: a file failed and `on_error` is `raise`; the message names the file.
+    """
     import tensorflow as tf
 
-    def decode(path: tf.Tensor) -> tf.Tensor:
-        image = tf.io.decode_image(
-            tf.io.read_file(path), channels=channels, expand_animations=False
-        )
-        image = tf.image.resize(image, (image_size, image_size), antialias=True)
-        return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+    def decode(index: tf.Tensor, path: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        return index, _decode_resize(tf.io.read_file(path), image_size, channels)
 
-    dataset = tf.data.Dataset.from_tensor_slices([str(p) for p in paths])
+    dataset = tf.data.Dataset.from_tensor_slices((np.arange(len(paths)), [str(p) for p in paths]))
     dataset = dataset.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    batches = [batch.numpy() for batch in dataset.batch(4096)]
-    if not batches:
-        return np.zeros((0, image_size, image_size, channels), dtype=np.uint8)
-    return np.concatenate(batches)
+    dataset = dataset.ignore_errors()  # failures are found below, from the missing indices
+    kept_parts, image_parts = [], []
+    for indices, images in dataset.batch(4096):
+        kept_parts.append(indices.numpy())
+        image_parts.append(images.numpy())
+    kept = np.concatenate(kept_parts) if kept_parts else np.zeros(0, dtype=np.int64)
+    images = (
+        np.concatenate(image_parts)
+        if image_parts
+        else np.zeros((0, image_size, image_size, channels), dtype=np.uint8)
+    )
+    failed = np.setdiff1d(np.arange(len(paths)), kept)
+    errors = [{"path": str(paths[i]), "reason": _decode_failure(paths[i])} for i in failed]
+    if errors and on_error == "raise":
+        raise DataError(
+            f"Cannot decode image {errors[0]['path']}: {errors[0]['reason']} "
+            f"({len(errors)} bad file(s); data.on_error: skip drops them)."
+        )
+    return images, kept, errors
 
 
-SOURCES: dict[str, Callable[[DataSpec, int], LoadedData]] = {
-    "synthetic": load_synthetic,
-    "image_folder": load_image_folder,
-}
+def _decode_resize(encoded: Any, image_size: int, channels: int) -> Any:
+    import tensorflow as tf
+
+    image = tf.io.decode_image(encoded, channels=channels, expand_animations=False)
+    image = tf.image.resize(image, (image_size, image_size), antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+
+
+def _decode_failure(path: Path) -> str:
+    """Why one file does not decode: re-read eagerly to get TensorFlow's message."""
+    import tensorflow as tf
+
+    if not path.is_file():
+        return "file not found"
+    if path.stat().st_size == 0:
+        return "empty file (0 bytes)"
+    try:
+        tf.io.decode_image(tf.io.read_file(str(path)), expand_animations=False)
+    except (tf.errors.OpError, ValueError) as error:
+        return str(getattr(error, "message", error)).splitlines()[0]
+    return "decode failed"
+
+
+def resize_pixels(images: np.ndarray, image_size: int, channels: int) -> np.ndarray:
+    """(N, H, W[, C]) uint8 arrays from CSV pixel strings, npz or TFDS -> (N, S, S, C) uint8.
+
+    Uses the same antialiased resize and channel conversion as files decoded from disk, so a
+    source gives identical arrays whichever way the pixels are stored.
+    """
+    import tensorflow as tf
+
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.shape[-1] not in (1, 3):
+        raise DataError(f"Images must have 1 or 3 channels, got shape {images.shape}.")
+    if images.shape[-1] != channels:
+        convert = tf.image.grayscale_to_rgb if channels == 3 else tf.image.rgb_to_grayscale
+        images = convert(tf.constant(images)).numpy()
+    if images.shape[1:3] == (image_size, image_size):
+        return np.ascontiguousarray(images, dtype=np.uint8)
+    resized = tf.image.resize(images, (image_size, image_size), antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8).numpy()
+
+
+def resolve_class_names(spec: DataSpec, found: list[str], where: str) -> list[str]:
+    """`data.classes` when given (checked against the names the source holds), else `found`.
+
+    Raises:
+        DataError: `data.classes` lacks a class the source holds, naming `where`.
+    """
+    if spec.classes is None:
+        return found
+    missing = sorted(set(found) - set(spec.classes))
+    if missing:
+        raise DataError(f"data.classes {spec.classes} lacks {missing}, which {where} holds.")
+    return list(spec.classes)
+
+
+def _loaders() -> dict[str, Loader]:
+    """`data.source.kind` -> loader; the tabular and TFDS readers live in their own modules."""
+    from emotionkit.data import tabular, tfds_source
+
+    return {
+        "synthetic": load_synthetic,
+        "image_folder": load_image_folder,
+        "fer2013_csv": tabular.load_fer2013_csv,
+        "soft_label_csv": tabular.load_soft_label_csv,
+        "npz": tabular.load_npz,
+        "tfds": tfds_source.load_tfds,
+    }
