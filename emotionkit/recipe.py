@@ -74,6 +74,7 @@ FER2013_USAGE_SPLITS: dict[str, SplitName] = {
 """fer2013.csv `Usage` -> split (the Kaggle convention: PublicTest is the validation set)."""
 
 SPLIT_NAMES_AS_VALUES: dict[str, SplitName] = {"train": "train", "val": "val", "test": "test"}
+SOFT_LABEL_SPLIT_VALUES: dict[str, SplitName] = {**SPLIT_NAMES_AS_VALUES, **FER2013_USAGE_SPLITS}
 TFDS_DEFAULT_SPLITS: dict[SplitName, str] = {"train": "train"}
 
 FER2013_CSV_LABELS: tuple[str, ...] = (
@@ -129,9 +130,7 @@ class SoftLabelCsvSource(Section):
         None, description="Column naming each row's split (default: every row is train)."
     )
     split_values: dict[str, SplitName] = Field(
-        default_factory=lambda: (
-            {"train": "train", "val": "val", "test": "test"} | FER2013_USAGE_SPLITS
-        ),
+        default_factory=SOFT_LABEL_SPLIT_VALUES.copy,
         description="Value of `split_column` -> split; rows with other values are skipped.",
     )
 
