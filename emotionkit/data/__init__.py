@@ -8,6 +8,6 @@ model's input, so exported models take raw 0-255 pixels.
 
 from __future__ import annotations
 
-from emotionkit.data.sources import LoadedData, SplitData, load_data
+from emotionkit.data.sources import LoadedData, SplitData, load_data, load_source
 
-__all__ = ["LoadedData", "SplitData", "load_data"]
+__all__ = ["LoadedData", "SplitData", "load_data", "load_source"]

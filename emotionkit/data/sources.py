@@ -86,7 +86,7 @@ class LoadedData:
 
 def load_data(spec: DataSpec, seed: int) -> LoadedData:
     """Read `spec.source`, carve a stratified validation split if needed, fingerprint it."""
-    data = _loaders()[spec.source.kind](spec, seed)
+    data = load_source(spec, seed)
     if "val" not in data.splits:
         train_idx, val_idx = stratified_split(data.splits["train"].labels, spec.val_split, seed)
         train = data.splits["train"]
@@ -97,6 +97,11 @@ def load_data(spec: DataSpec, seed: int) -> LoadedData:
         }
     data.fingerprint = fingerprint(data)
     return data
+
+
+def load_source(spec: DataSpec, seed: int) -> LoadedData:
+    """The splits exactly as `data.source` holds them (no validation split carved)."""
+    return _loaders()[spec.source.kind](spec, seed)
 
 
 def stratified_split(
