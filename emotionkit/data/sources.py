@@ -122,6 +122,11 @@ def stratified_split(
     return train_idx, val_idx
 
 
+def content_hashes(images: np.ndarray) -> list[str]:
+    """A short SHA-1 of each image's pixels: equal hashes are exact duplicate images."""
+    return [hashlib.sha1(image.tobytes()).hexdigest()[:16] for image in images]
+
+
 def fingerprint(data: LoadedData) -> str:
     """SHA-256 of class names, pixels and labels of every split: same data, same hash."""
     digest = hashlib.sha256("|".join(data.class_names).encode())
