@@ -232,7 +232,7 @@ class DataSpec(Section):
         lt=1.0,
         description="`null`: inverse-frequency weights; a beta such as 0.999: weights by the "
         "effective number of samples (1 - beta^n) / (1 - beta) (Cui et al. 2019). Weights "
-        "are normalised to mean 1 over the classes.",
+        "are scaled so the average weight per train image is 1.",
     )
     oversample_exponent: float = Field(
         0.0,

@@ -82,7 +82,8 @@ def _run_stages(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     from emotionkit.data import load_data
     from emotionkit.data.augment import build_augment_fn
-    from emotionkit.data.pipeline import build_dataset, class_weights_from_counts, pixel_mean_std
+    from emotionkit.data.pipeline import balance_table, build_dataset, pixel_mean_std
+    from emotionkit.data.sources import split_record
     from emotionkit.export import export_run
     from emotionkit.train import compile_model, fit_model
 
@@ -90,22 +91,22 @@ def _run_stages(
     data = load_data(spec, recipe.seed)
     train_split = data.splits["train"]
     mean, std = pixel_mean_std(train_split.images)
-    class_weight = (
-        class_weights_from_counts(train_split.class_counts(data.num_classes))
-        if spec.balance == "class_weights"
-        else None
-    )
+    balance = balance_table(spec, train_split.class_counts(data.num_classes))
     update_manifest(
         run_dir,
-        data={
-            **data.summary(),
-            "pixel_mean": mean,
-            "pixel_std": std,
-            "class_weights": class_weight,
-        },
+        data={**data.summary(), "pixel_mean": mean, "pixel_std": std, "balance": balance},
     )
     write_json(run_dir / "labels_mapping.json", dict(enumerate(data.class_names)))
+    write_json(run_dir / "split.json", split_record(data.splits))
+    if data.errors:
+        write_json(run_dir / "data_errors.json", data.errors)
+        console.print(
+            f"[yellow]warning:[/] skipped {len(data.errors)} unreadable image(s), e.g. "
+            f"{data.errors[0]['path']} ({data.errors[0]['reason']}); list in data_errors.json"
+        )
     console.print(_describe_splits(data), highlight=False)
+    if balance is not None:
+        console.print(_describe_balance(balance, data.class_names), highlight=False)
 
     model = _build_model_stage(recipe, data.num_classes, mean, std, run_dir)
     augment = build_augment_fn(spec.augment, recipe.seed)
@@ -117,6 +118,7 @@ def _run_stages(
             training=name == "train",
             seed=recipe.seed,
             augment_fn=augment if name == "train" else None,
+            class_sampling=balance["sampling"] if balance and name == "train" else None,
         )
         for name, split in data.splits.items()
     }
@@ -130,7 +132,9 @@ def _run_stages(
         run_dir,
         steps_per_epoch=steps,
         batch_size=spec.batch_size,
-        class_weight=class_weight,
+        class_weight=dict(enumerate(balance["weights"]))
+        if balance and balance["weights"]
+        else None,
         console=console,
         jit_compile=choice.jit_compile,
     )
@@ -236,6 +240,14 @@ def _evaluate_best(
 def _describe_splits(data: Any) -> str:
     sizes = ", ".join(f"{name} {len(split)}" for name, split in data.splits.items())
     return f"data: {data.num_classes} classes, {sizes} images (fingerprint {data.fingerprint})"
+
+
+def _describe_balance(balance: dict[str, Any], class_names: list[str]) -> str:
+    column = "weights" if balance["weights"] else "sampling"
+    table = ", ".join(
+        f"{name} {value:.3f}" for name, value in zip(class_names, balance[column], strict=True)
+    )
+    return f"balance ({balance['mode']}): per-class {column} {table}"
 
 
 def _device_names() -> list[str]:

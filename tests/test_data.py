@@ -19,12 +19,16 @@ from emotionkit.recipe import DataSpec
 def write_image_folder(
     root: Path, counts: dict[str, int], size: int = 40, rgb: bool = False
 ) -> None:
-    """A tiny Kaggle-layout folder; each class has its own grey level so labels are checkable."""
+    """A tiny Kaggle-layout folder; each class has its own grey level so labels are checkable.
+
+    One corner pixel varies per image, so no two images are exact duplicates.
+    """
     for label, (name, count) in enumerate(counts.items()):
         folder = root / "train" / name
         folder.mkdir(parents=True)
         for i in range(count):
             pixels = np.full((size, size, 3 if rgb else 1), 20 + 30 * label, np.uint8)
+            pixels[:4, :4] = 8 * i
             encoded = (
                 tf.io.encode_png(pixels) if i % 2 == 0 else tf.io.encode_jpeg(pixels, quality=100)
             )

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from emotionkit.data.sources import SplitData
+from emotionkit.recipe import DataSpec
 
 
 def build_dataset(
@@ -22,6 +23,7 @@ def build_dataset(
     training: bool,
     seed: int,
     augment_fn: Callable[[Any, Any], tuple[Any, Any]] | None = None,
+    class_sampling: list[float] | None = None,
 ) -> Any:
     """Batches of (float32 images 0-255, float32 target distributions).
 
@@ -36,11 +38,17 @@ def build_dataset(
         seed: shuffle seed.
         augment_fn: `(images, targets) -> (images, targets)` per batch, after batching
             (vectorised layers are faster; MixUp/CutMix need the targets).
+        class_sampling: oversample (training only): each image is drawn from class c with
+            this probability, from an endlessly reshuffled per-class stream; the dataset is
+            then infinite, so `fit` needs `steps_per_epoch`.
     """
     import tensorflow as tf
 
-    dataset = tf.data.Dataset.from_tensor_slices((split.images, split.labels))
-    if training:
+    if training and class_sampling is not None:
+        dataset = _class_balanced_stream(split, class_sampling, seed)
+    else:
+        dataset = tf.data.Dataset.from_tensor_slices((split.images, split.labels))
+    if training and class_sampling is None:
         dataset = dataset.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size, drop_remainder=training and len(split) >= batch_size)
 
@@ -59,6 +67,22 @@ def build_dataset(
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
+def _class_balanced_stream(split: SplitData, probabilities: list[float], seed: int) -> Any:
+    """Images drawn class by class with `probabilities` (seeded, reshuffled every pass)."""
+    import tensorflow as tf
+
+    hard = split.hard_labels
+    streams, weights = [], []
+    for label, probability in enumerate(probabilities):
+        members = np.flatnonzero(hard == label)
+        if probability <= 0 or len(members) == 0:
+            continue
+        stream = tf.data.Dataset.from_tensor_slices((split.images[members], split.labels[members]))
+        streams.append(stream.shuffle(len(members), seed=seed + label).repeat())
+        weights.append(probability)
+    return tf.data.Dataset.sample_from_datasets(streams, weights=weights, seed=seed)
+
+
 def pixel_mean_std(images: np.ndarray) -> tuple[float, float]:
     """Mean and standard deviation of train pixels (0-255), for the model's input layer."""
     pixels = images.astype(np.float64)
@@ -66,10 +90,49 @@ def pixel_mean_std(images: np.ndarray) -> tuple[float, float]:
     return float(pixels.mean()), std if std > 0 else 1.0
 
 
-def class_weights_from_counts(counts: list[int]) -> dict[int, float]:
-    """Inverse-frequency class weights with mean 1 over the classes present."""
+def balance_table(spec: DataSpec, counts: list[int]) -> dict[str, Any] | None:
+    """`data.balance` as numbers: per-class loss weights or sampling probabilities.
+
+    Returns `None` for `balance: none`; else `{"mode", "counts", "weights" | "sampling"}`
+    (the unused one is `None`), which the run prints and saves in `manifest.json`.
+    """
+    if spec.balance == "none":
+        return None
+    table: dict[str, Any] = {"mode": spec.balance, "counts": counts, "weights": None}
+    table["sampling"] = None
+    if spec.balance == "class_weights":
+        weights = class_weights_from_counts(counts, spec.class_weight_beta)
+        table["weights"] = [weights[i] for i in range(len(counts))]
+    else:
+        table["sampling"] = sampling_probabilities(counts, spec.oversample_exponent)
+    return table
+
+
+def class_weights_from_counts(counts: list[int], beta: float | None = None) -> dict[int, float]:
+    """Per-class loss weights, scaled so the average weight per training image is 1.
+
+    The scaling (scikit-learn's "balanced" convention) keeps the loss, and so the effective
+    learning rate, on the same scale as unweighted training.
+
+    Args:
+        counts: train images per class.
+        beta: `None` for inverse frequency (1 / n_c); else weights are the inverse
+            *effective number* of samples (1 - beta) / (1 - beta ** n_c) (Cui et al., CVPR
+            2019), which grows sub-linearly for rare classes: a gentler re-weighting.
+    """
     counts_array = np.asarray(counts, dtype=np.float64)
     present = counts_array > 0
     weights = np.zeros_like(counts_array)
-    weights[present] = counts_array[present].sum() / (present.sum() * counts_array[present])
+    if beta is None or beta == 0.0:
+        weights[present] = 1.0 / counts_array[present]
+    else:
+        weights[present] = (1.0 - beta) / (1.0 - np.power(beta, counts_array[present]))
+    weights *= counts_array.sum() / (weights * counts_array).sum()
     return {i: float(w) for i, w in enumerate(weights)}
+
+
+def sampling_probabilities(counts: list[int], exponent: float) -> list[float]:
+    """Oversampling target: class c drawn with probability proportional to n_c ** exponent."""
+    counts_array = np.asarray(counts, dtype=np.float64)
+    mass = np.where(counts_array > 0, np.power(counts_array, exponent), 0.0)
+    return (mass / mass.sum()).tolist()

@@ -7,6 +7,7 @@ under 100 MB, and decoding once beats re-decoding PNGs every epoch on a 2-core m
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,17 +85,28 @@ class LoadedData:
         }
 
 
-def load_data(spec: DataSpec, seed: int) -> LoadedData:
-    """Read `spec.source`, carve a stratified validation split if needed, fingerprint it."""
+def load_data(spec: DataSpec, seed: int, split_file: Path | None = None) -> LoadedData:
+    """Read `spec.source`, carve a validation split if needed, fingerprint the result.
+
+    Args:
+        spec: the recipe's `data` section.
+        seed: the recipe seed (fixes the carved split).
+        split_file: a run's `split.json`; when given, train/val take exactly the images it
+            lists, so a resumed or re-evaluated run sees the same split as the original.
+    """
     data = load_source(spec, seed)
     if "val" not in data.splits:
-        train_idx, val_idx = stratified_split(data.splits["train"].labels, spec.val_split, seed)
         train = data.splits["train"]
+        train_idx, val_idx = stratified_split(
+            train.hard_labels, spec.val_split, seed, groups=content_hashes(train.images)
+        )
         data.splits = {
             **data.splits,
             "train": train.subset(train_idx),
             "val": train.subset(val_idx),
         }
+    if split_file is not None:
+        data.splits = apply_split_file(data.splits, split_file)
     data.fingerprint = fingerprint(data)
     return data
 
@@ -105,21 +117,75 @@ def load_source(spec: DataSpec, seed: int) -> LoadedData:
 
 
 def stratified_split(
-    labels: np.ndarray, fraction: float, seed: int
+    labels: np.ndarray, fraction: float, seed: int, groups: list[str] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of a seeded split that takes `round(fraction * n_c)` images of every class.
+    """Indices of a seeded split taking `round(fraction * n_c)` images of every class c.
 
-    Returns sorted index arrays so the split does not depend on dictionary or file order.
+    Args:
+        labels: class index per image.
+        fraction: share of every class that goes to validation.
+        seed: fixes the split (it depends on nothing else: not file order, not backend).
+        groups: a key per image (e.g. its content hash); images sharing a key stay on the
+            same side, so exact duplicates cannot leak from train into validation. A group
+            counts towards the class of its first member.
+
+    Returns:
+        Sorted train and validation index arrays.
     """
+    keys = np.arange(len(labels)) if groups is None else np.asarray(groups)
+    _, first_member, group_of = np.unique(keys, return_index=True, return_inverse=True)
+    group_sizes = np.bincount(group_of)
+    group_labels = labels[first_member]
     rng = np.random.default_rng(seed)
-    val_parts = []
+    val_groups: list[int] = []
     for label in np.unique(labels):
-        members = np.flatnonzero(labels == label)
-        take = round(fraction * len(members))
-        val_parts.append(rng.permutation(members)[:take])
-    val_idx = np.sort(np.concatenate(val_parts)) if val_parts else np.array([], dtype=int)
-    train_idx = np.setdiff1d(np.arange(len(labels)), val_idx)
-    return train_idx, val_idx
+        target = round(fraction * int(np.sum(labels == label)))
+        taken = 0
+        for group in rng.permutation(np.flatnonzero(group_labels == label)):
+            if taken + group_sizes[group] <= target:
+                val_groups.append(int(group))
+                taken += int(group_sizes[group])
+            if taken == target:
+                break
+    in_val = np.isin(group_of, val_groups)
+    return np.flatnonzero(~in_val), np.flatnonzero(in_val)
+
+
+def split_record(splits: dict[str, SplitData]) -> dict[str, dict[str, object]]:
+    """The image ids of each split and a hash of the set, as saved in a run's `split.json`."""
+    return {
+        name: {
+            "size": len(split),
+            "sha256": hashlib.sha256("\n".join(sorted(split.ids)).encode()).hexdigest(),
+            "ids": split.ids,
+        }
+        for name, split in splits.items()
+    }
+
+
+def apply_split_file(splits: dict[str, SplitData], split_file: Path) -> dict[str, SplitData]:
+    """Re-cut train/val to the ids saved in `split_file` (ids of a split are unique).
+
+    Raises:
+        DataError: an id in the file is not in the data (the data changed since the run).
+    """
+    saved = json.loads(Path(split_file).read_text())
+    pool = [s for name, s in splits.items() if name in ("train", "val")]
+    ids = [i for s in pool for i in s.ids]
+    images = np.concatenate([s.images for s in pool])
+    labels = np.concatenate([s.labels for s in pool])
+    position = {image_id: index for index, image_id in enumerate(ids)}
+    recut = dict(splits)
+    for name in ("train", "val"):
+        missing = [i for i in saved[name]["ids"] if i not in position]
+        if missing:
+            raise DataError(
+                f"{split_file}: {len(missing)} {name} image(s) are not in the data any more "
+                f"(first: {missing[0]}); the data changed since this run was made."
+            )
+        rows = np.asarray([position[i] for i in saved[name]["ids"]], dtype=np.int64)
+        recut[name] = SplitData(images[rows], labels[rows], list(saved[name]["ids"]))
+    return recut
 
 
 def content_hashes(images: np.ndarray) -> list[str]:

@@ -166,6 +166,8 @@ def fit_model(
         result = model.fit(
             train_data,
             validation_data=val_data,
+            # An oversampled train stream never ends: epochs are counted in steps then.
+            steps_per_epoch=steps_per_epoch if int(train_data.cardinality()) < 0 else None,
             initial_epoch=first,
             epochs=stop,
             class_weight=class_weight,
