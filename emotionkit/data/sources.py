@@ -127,26 +127,30 @@ def stratified_split(
         seed: fixes the split (it depends on nothing else: not file order, not backend).
         groups: a key per image (e.g. its content hash); images sharing a key stay on the
             same side, so exact duplicates cannot leak from train into validation. A group
-            counts towards the class of its first member.
+            is drawn with the class of its first member and only while no class of its
+            members would exceed its share.
 
     Returns:
         Sorted train and validation index arrays.
     """
     keys = np.arange(len(labels)) if groups is None else np.asarray(groups)
     _, first_member, group_of = np.unique(keys, return_index=True, return_inverse=True)
-    group_sizes = np.bincount(group_of)
-    group_labels = labels[first_member]
+    classes = np.unique(labels)
+    # members of each group per class: a duplicate may carry another label than its twin
+    group_class_counts = np.zeros((len(first_member), int(labels.max()) + 1), dtype=np.int64)
+    np.add.at(group_class_counts, (group_of, labels), 1)
+    target = np.zeros(group_class_counts.shape[1], dtype=np.int64)
+    target[classes] = [round(fraction * int(np.sum(labels == c))) for c in classes]
+    taken = np.zeros_like(target)
     rng = np.random.default_rng(seed)
     val_groups: list[int] = []
-    for label in np.unique(labels):
-        target = round(fraction * int(np.sum(labels == label)))
-        taken = 0
-        for group in rng.permutation(np.flatnonzero(group_labels == label)):
-            if taken + group_sizes[group] <= target:
-                val_groups.append(int(group))
-                taken += int(group_sizes[group])
-            if taken == target:
+    for label in classes:
+        for group in rng.permutation(np.flatnonzero(labels[first_member] == label)):
+            if taken[label] == target[label]:
                 break
+            if np.all(taken + group_class_counts[group] <= target):
+                val_groups.append(int(group))
+                taken += group_class_counts[group]
     in_val = np.isin(group_of, val_groups)
     return np.flatnonzero(~in_val), np.flatnonzero(in_val)
 
