@@ -213,6 +213,23 @@ class DataSpec(Section):
         "(`image_folder`), FER2013's names sorted (`fer2013_csv`), the file's `class_names` "
         "(`npz`), the dataset's label names (`tfds`).",
     )
+    pixel_mean: float | None = Field(
+        None,
+        ge=0.0,
+        le=255.0,
+        description="Input normalisation mean (0-255) built into the model; `null`: the "
+        "train split's mean. Set it (with `pixel_std`) to keep a pretrained model's "
+        "normalisation.",
+    )
+    pixel_std: float | None = Field(
+        None, gt=0.0, description="Input normalisation std (0-255); `null`: the train split's."
+    )
+    cache: bool = Field(
+        True,
+        description="Keep decoded image files in `$EMOTIONKIT_CACHE_DIR` (default "
+        "`~/.cache/emotionkit`), keyed by the files' paths, sizes and times and the decode "
+        "settings: later runs on the same folder skip decoding.",
+    )
     on_error: Literal["skip", "raise"] = Field(
         "skip",
         description="An undecodable or empty image file: `skip` drops it, counts it and lists "

@@ -91,6 +91,8 @@ def _run_stages(
     data = load_data(spec, recipe.seed)
     train_split = data.splits["train"]
     mean, std = pixel_mean_std(train_split.images)
+    mean = spec.pixel_mean if spec.pixel_mean is not None else mean
+    std = spec.pixel_std if spec.pixel_std is not None else std
     balance = balance_table(spec, train_split.class_counts(data.num_classes))
     update_manifest(
         run_dir,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ from emotionkit.runtime import apply_tensorflow_workarounds
 # Must happen before anything imports TensorFlow (see emotionkit.runtime).
 apply_tensorflow_workarounds()
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# Decoded-image cache in a throwaway folder, not the user's ~/.cache.
+os.environ.setdefault("EMOTIONKIT_CACHE_DIR", tempfile.mkdtemp(prefix="emotionkit-cache-"))
 
 REPO = Path(__file__).resolve().parents[1]
 BACKEND = os.environ["KERAS_BACKEND"]

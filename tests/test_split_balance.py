@@ -147,3 +147,20 @@ def test_bad_files_are_skipped_and_listed_or_raise(
     assert split["train"]["size"] + split["val"]["size"] == 24
     with pytest.raises(DataError, match=r"zero\.png|broken\.png"):
         load_data(folder_spec(tmp_path / "data", on_error="raise"), seed=0)
+
+
+def test_decoded_images_are_cached_until_a_file_changes(tmp_path: Path) -> None:
+    from emotionkit.data.sources import cached_decode, decode_images
+
+    write_image_folder(tmp_path, {"happy": 3, "sad": 3})
+    paths = sorted((tmp_path / "train").rglob("*.*"))
+    fresh = decode_images(paths, 32, 1)
+    first = cached_decode(paths, 32, 1)
+    again = cached_decode(paths, 32, 1)
+    np.testing.assert_array_equal(first[0], fresh[0])
+    np.testing.assert_array_equal(again[0], fresh[0])
+    paths[0].write_bytes(b"")  # an edited file invalidates the cache entry
+    images, kept, errors = cached_decode(paths, 32, 1, on_error="skip")
+    assert len(images) == 5 and 0 not in kept and "0 bytes" in errors[0]["reason"]
+    with pytest.raises(DataError, match="0 bytes"):
+        cached_decode(paths, 32, 1, on_error="raise")
