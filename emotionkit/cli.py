@@ -27,6 +27,8 @@ recipe_app = typer.Typer(help="Inspect recipes.", no_args_is_help=True)
 app.add_typer(recipe_app, name="recipe")
 model_app = typer.Typer(help="Inspect models.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
+data_app = typer.Typer(help="Inspect data sources.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
 
 _state = {"debug": False}
 
@@ -110,6 +112,40 @@ def model_summary(
     console.print(summary_table(summary))
     for line in summary_lines(summary):
         console.print(line, highlight=False)
+
+
+@data_app.command("inspect")
+def data_inspect(
+    recipe: Path = RECIPE_ARG,
+    overrides: list[str] | None = OVERRIDES_ARG,
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        help="Output folder (created; only the three report files in it are replaced).",
+        show_default="runs/inspect/<recipe name>",
+    ),
+) -> None:
+    """Class counts, pixel and contrast statistics, duplicates, blank and unreadable images.
+
+    Reads data.source as stored: no validation split is carved.
+    Writes data_report.json, samples.png (train images per class) and
+    augment_preview.png (one image through data.augment) to --out.
+    The last line printed is the output folder.
+    """
+    from rich.console import Console
+
+    from emotionkit.data.inspect import inspect_data, report_lines, report_table
+    from emotionkit.runtime import configure_frameworks, resolve_runtime
+
+    resolved = load_recipe(recipe, overrides)
+    out_dir = out if out is not None else Path("runs") / "inspect" / resolved.name
+    configure_frameworks(resolve_runtime(resolved.runtime), resolved.seed)
+    report = inspect_data(resolved.data, resolved.seed, out_dir)
+    console = Console()
+    console.print(report_table(report))
+    for line in report_lines(report):
+        console.print(line, highlight=False)
+    typer.echo(str(out_dir))
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -400,7 +401,8 @@ def _decode_failure(path: Path) -> str:
     try:
         tf.io.decode_image(tf.io.read_file(str(path)), expand_animations=False)
     except (tf.errors.OpError, ValueError) as error:
-        return str(getattr(error, "message", error)).splitlines()[0]
+        message = str(getattr(error, "message", error)).splitlines()[0]
+        return re.sub(r"\{\{.*?\}\}\s*|\s*\[Op:\w+\]|\s*name:\s*$", "", message)
     return "decode failed"
 
 
