@@ -19,7 +19,7 @@ import numpy as np
 
 from emotionkit.data.synthetic import FER_CLASSES, generate_synthetic_faces
 from emotionkit.errors import DataError
-from emotionkit.recipe import DataSpec, ImageFolderSource, SyntheticSource
+from emotionkit.recipe import DataSpec, ImageFolderSource, SoftLabelCsvSource, SyntheticSource
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 Loader = Callable[["DataSpec", int], "LoadedData"]
@@ -232,13 +232,21 @@ def load_synthetic(spec: DataSpec, seed: int) -> LoadedData:
 
 
 def list_class_names(spec: DataSpec) -> list[str]:
-    """The class names of `data.source` without decoding any image (for model summaries).
+    """The class names of `data.source`, decoding no image where the names are declared.
 
-    Folder sources list their class folders; the others use `data.classes` or the FER names.
+    Folder sources list their class folders; synthetic data has the FER names; the other
+    sources take `data.classes`, or the soft-label class columns, or else are read (npz,
+    tfds and fer2013_csv name their classes in the data itself).
     """
     source = spec.source
+    if isinstance(source, SyntheticSource):
+        return list(FER_CLASSES)
+    if spec.classes is not None:
+        return list(spec.classes)
+    if isinstance(source, SoftLabelCsvSource) and source.class_columns is not None:
+        return list(source.class_columns)
     if not isinstance(source, ImageFolderSource):
-        return list(spec.classes or FER_CLASSES)
+        return load_source(spec, seed=0).class_names
     root = Path(source.path)
     if not (root / "train").is_dir():
         raise DataError(
@@ -268,11 +276,11 @@ def load_image_folder(spec: DataSpec, seed: int) -> LoadedData:
             errors.extend(split_errors)
             ids = [str(paths[i].relative_to(root)) for i in kept]
             splits[name] = SplitData(images, labels[kept], ids)
-    _check_train_classes(splits["train"], class_names, root / "train")
+    check_train_classes(splits["train"], class_names, root / "train")
     return LoadedData(class_names, splits, errors=errors)
 
 
-def _check_train_classes(train: SplitData, class_names: list[str], where: Path) -> None:
+def check_train_classes(train: SplitData, class_names: list[str], where: Path) -> None:
     """Every class needs train images (after dropping bad files), or it cannot be learned."""
     counts = train.class_counts(len(class_names))
     empty = [name for name, count in zip(class_names, counts, strict=True) if count == 0]
@@ -346,8 +354,9 @@ def cached_decode(
     """
     digest = hashlib.sha256(f"{image_size}|{channels}".encode())
     for path in paths:
-        stat = path.stat()
-        digest.update(f"|{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+        stat = path.stat() if path.is_file() else None  # a missing file is a reported error
+        version = f"{stat.st_size}|{stat.st_mtime_ns}" if stat else "missing"
+        digest.update(f"|{path.resolve()}|{version}".encode())
     cache_file = cache_dir() / "decoded" / f"{digest.hexdigest()[:24]}.npz"
     if cache_file.is_file():
         with np.load(cache_file, allow_pickle=False) as cached:
