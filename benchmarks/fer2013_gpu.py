@@ -4,10 +4,10 @@
         --pixels .devcarry/fer2013_x.u8.xz --labels .devcarry/fer2013_y.npy
 
 Runs the recipe's runtime (auto: JAX + mixed_bfloat16 + XLA on a GPU), model, optimizer,
-schedule, loss, class weights, EMA and augmentations through `keras.Model.fit`, on the FER2013
+schedule, loss, class weights and EMA through `keras.Model.fit`, on the FER2013
 train split held in memory. It exists because the GPU machine we borrow has JAX but no
-TensorFlow (so no tf.data): the augmentations run as Keras layers on the GPU in front of the
-model instead of in the input pipeline. The validation split is the recipe's (stratified,
+TensorFlow (so no tf.data): the recipe's augmentations are skipped and the figures are
+no-augmentation figures. The validation split is the recipe's (stratified,
 seeded), scored with the same metrics as `emotionkit train`.
 
 The pixels file is the 28,709 training images (sorted by path) as raw 48x48 uint8 bytes, LZMA
@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 
-from emotionkit.data.augment import AUGMENTATIONS
 from emotionkit.data.pipeline import class_weights_from_counts, pixel_mean_std
 from emotionkit.data.sources import stratified_split
 from emotionkit.data.synthetic import FER_CLASSES
@@ -55,7 +54,6 @@ def gpu_name() -> str:
 def train_and_score(
     recipe: Recipe, x: np.ndarray, y: np.ndarray, budget_s: float
 ) -> dict[str, Any]:
-    import keras
 
     from emotionkit.evaluate import classification_metrics
     from emotionkit.models import build_model
@@ -66,12 +64,11 @@ def train_and_score(
     model = build_model(
         recipe.model, image_size=48, channels=1, num_classes=7, pixel_mean=mean, pixel_std=std
     )
-    augment = [
-        AUGMENTATIONS[name](recipe.seed + i, **(params or {}))
-        for i, op in enumerate(recipe.data.augment)
-        for name, params in op.items()
-    ]
-    trainer = keras.Sequential([keras.Input((48, 48, 1)), *augment, model])
+    if recipe.data.augment:
+        # emotionkit augments in tf.data; the borrowed GPU machine has no TensorFlow, and
+        # Keras' random layers inside a model turn XLA off (op-by-op, ~50x slower there).
+        print("note: data.augment skipped (no tf.data on this machine); figures are no-aug")
+    trainer = model
     batch = recipe.data.batch_size
     steps = len(train_idx) // batch
     compile_model(trainer, recipe.train, steps, jit_compile=True)

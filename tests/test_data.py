@@ -128,3 +128,16 @@ def test_pixel_stats_and_class_weights() -> None:
     weights = class_weights_from_counts([10, 30, 0])
     assert weights[0] == pytest.approx(2.0) and weights[1] == pytest.approx(2 / 3)
     assert weights[2] == 0.0
+
+
+def test_augmented_batches_repeat_exactly_for_a_seed() -> None:
+    ops = [{"flip": {}}, {"rotate": {"degrees": 20}}, {"noise": {"std": 8.0}}, {"mixup": {}}]
+
+    def batches(seed: int) -> list[np.ndarray]:
+        augment = build_augment_fn(ops, seed=seed)
+        dataset = build_dataset(split(32), 3, 8, training=True, seed=seed, augment_fn=augment)
+        return [np.concatenate([x.ravel(), y.ravel()]) for x, y in dataset.as_numpy_iterator()]
+
+    first = batches(3)
+    np.testing.assert_array_equal(np.concatenate(first), np.concatenate(batches(3)))
+    assert not np.array_equal(np.concatenate(first), np.concatenate(batches(4)))

@@ -44,6 +44,10 @@ def _with_probability(op: Op, p: float, seed: int, stream: int = 1) -> Op:
     """Apply `op` to each image (and its target row) with probability `p`, else keep it."""
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"p must be between 0 and 1, got {p}")
+    if p == 0.0:  # switched off in the recipe: nothing to trace or run
+        return lambda images, targets: (images, targets)
+    if p == 1.0:
+        return op
     import tensorflow as tf
 
     coins = _generator(seed, stream)
@@ -229,8 +233,9 @@ def _erasing(
 ) -> Op:
     """Replace a random rectangle by noise (`fill_value: null`) or a grey level.
 
-    `scale` is the erased fraction of each side squared: Keras draws a fraction per side
-    from `scale` and takes its square root, so the area is near `scale`.
+    `scale` is the erased share of the image area: Keras draws `a` and `b` from it and erases
+    `sqrt(a)` of the width by `sqrt(b)` of the height. `null` fills with clipped N(0, 255)
+    noise, so about half the erased pixels are black.
     """
     import keras
 
@@ -247,9 +252,11 @@ def _erasing(
 
 
 def _randaugment(seed: int, num_ops: int = 2, factor: float = 0.5, p: float = 1.0) -> Op:
-    """Keras RandAugment: `num_ops` random ops per image at strength `factor` (0-1).
+    """Keras RandAugment: `num_ops` of its 11 ops at strength `factor` (0-1).
 
-    Keras' own (not keras-cv's, which fails on 1-channel images) accepts grey faces.
+    Keras' own, not keras-cv's (which fails on 1-channel images). Keras picks the ops once
+    per batch, each image drawing its own magnitudes; `p` < 1 varies it per image. It runs
+    all 11 ops and selects, so it is the slowest op here.
     """
     import keras
 
