@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from emotionkit.errors import RecipeError
 
@@ -323,12 +330,40 @@ class ModelSpec(Section):
     )
 
 
-class OptimizerSpec(Section):
-    """AdamW with decoupled weight decay (not applied to BatchNorm and bias)."""
+OptimizerName = Literal["adamw", "sgd"]
+ScheduleName = Literal["cosine", "constant", "step", "one_cycle"]
+LossName = Literal["cross_entropy", "focal", "kl_divergence", "mse", "l1", "bce"]
 
-    name: Literal["adamw"] = Field("adamw", description="Optimizer.")
+SOFT_LABEL_LOSSES: frozenset[str] = frozenset({"kl_divergence", "mse", "l1"})
+"""Losses that compare the softmax with a target distribution (distribution learning)."""
+
+DEFAULT_WARMUP_EPOCHS: dict[str, float] = {"cosine": 1.0, "constant": 0.0, "step": 0.0}
+"""`train.schedule.warmup_epochs: null` per schedule (one_cycle uses `pct_start` instead).
+
+Cosine keeps its historical 1-epoch warmup and constant its none, so recipes written before
+the field became optional train exactly as they did."""
+
+
+class OptimizerSpec(Section):
+    """AdamW or SGD with decoupled weight decay (not applied to BatchNorm and bias)."""
+
+    name: OptimizerName = Field(
+        "adamw",
+        description="`adamw` (Loshchilov & Hutter 2019) or `sgd` (with `momentum` and "
+        "`nesterov`). Both take `weight_decay`, `clip_norm`, `ema` and `grad_accum`.",
+    )
     lr: float = Field(1e-3, gt=0.0, description="Peak learning rate.")
-    weight_decay: float = Field(0.05, ge=0.0, description="Decoupled weight decay.")
+    weight_decay: float = Field(
+        0.05,
+        ge=0.0,
+        description="Decoupled weight decay: each step multiplies weights by (1 - lr * "
+        "weight_decay). Typical AdamW value: 0.05. For SGD, a classic L2 of 5e-4 at momentum "
+        "0.9 is about 5e-3 here (momentum amplifies L2 by 1 / (1 - momentum)).",
+    )
+    momentum: float = Field(
+        0.9, ge=0.0, lt=1.0, description="SGD momentum (only with `name: sgd`)."
+    )
+    nesterov: bool = Field(True, description="Nesterov momentum (only with `name: sgd`).")
     clip_norm: float | None = Field(None, gt=0.0, description="Clip each gradient's norm.")
     ema: float | None = Field(
         None,
@@ -337,22 +372,161 @@ class OptimizerSpec(Section):
         description="Exponential moving average of the weights with this momentum (e.g. "
         "0.999); the averaged weights replace the raw ones at the end of training.",
     )
+    grad_accum: int = Field(
+        1,
+        ge=1,
+        description="Average the gradients of this many batches before each update: the "
+        "effective batch is `data.batch_size * grad_accum` (BatchNorm still sees single "
+        "batches). The schedule still counts batches.",
+    )
+
+    @model_validator(mode="after")
+    def _sgd_options_need_sgd(self) -> OptimizerSpec:
+        _reject_unused(
+            self, self.name, "train.optimizer", {"momentum": {"sgd"}, "nesterov": {"sgd"}}
+        )
+        return self
 
 
 class ScheduleSpec(Section):
     """Learning-rate schedule, stepped per batch."""
 
-    name: Literal["cosine", "constant"] = Field(
-        "cosine", description="`cosine`: linear warmup then cosine decay to 0."
+    name: ScheduleName = Field(
+        "cosine",
+        description="`cosine`: linear warmup from 0, then cosine decay to 0; `constant`: "
+        "`lr` (after an optional warmup); `step`: warmup, then `lr` times `gamma` at each "
+        "epoch in `milestones`; `one_cycle`: linear warmup from lr / `div_factor` to `lr` "
+        "over `pct_start` of training, then cosine decay to lr / `final_div_factor` (Smith "
+        "& Topin 2017).",
     )
-    warmup_epochs: float = Field(1.0, ge=0.0, description="Linear warmup length in epochs.")
+    warmup_epochs: float | None = Field(
+        None,
+        ge=0.0,
+        description="Linear warmup length in epochs (fractions allowed). `null`: 1 for "
+        "`cosine`, 0 for `constant` and `step`, `pct_start * train.epochs` for `one_cycle`.",
+    )
+    milestones: list[int] = Field(
+        default_factory=list,
+        description="`step`: epochs (counted from 0, increasing, after the warmup) at which "
+        "the rate is multiplied by `gamma`, e.g. `[30, 60, 80]`.",
+    )
+    gamma: float = Field(
+        0.1, gt=0.0, le=1.0, description="`step`: factor applied at each milestone."
+    )
+    pct_start: float = Field(
+        0.3,
+        gt=0.0,
+        lt=1.0,
+        description="`one_cycle`: fraction of training spent warming up (when "
+        "`warmup_epochs` is null).",
+    )
+    div_factor: float = Field(
+        25.0, ge=1.0, description="`one_cycle`: the warmup starts at lr / div_factor."
+    )
+    final_div_factor: float = Field(
+        1e4,
+        ge=1.0,
+        description="`one_cycle`: training ends at lr / final_div_factor (fastai's "
+        "convention; PyTorch's OneCycleLR ends at lr / (div_factor * final_div_factor)).",
+    )
+
+    @model_validator(mode="after")
+    def _options_match_schedule(self) -> ScheduleSpec:
+        one_cycle = {"one_cycle"}
+        _reject_unused(
+            self,
+            self.name,
+            "train.schedule",
+            {
+                "milestones": {"step"},
+                "gamma": {"step"},
+                "pct_start": one_cycle,
+                "div_factor": one_cycle,
+                "final_div_factor": one_cycle,
+            },
+        )
+        return self
+
+    def resolved_warmup_epochs(self, epochs: int) -> float:
+        """Warmup length in epochs once `null` is replaced by this schedule's default."""
+        if self.warmup_epochs is not None:
+            return self.warmup_epochs
+        if self.name == "one_cycle":
+            return self.pct_start * epochs
+        return DEFAULT_WARMUP_EPOCHS[self.name]
 
 
 class LossSpec(Section):
-    """Training loss on logits."""
+    """Training loss on the model's logits (computed in float32 under mixed precision)."""
 
-    name: Literal["cross_entropy"] = Field("cross_entropy", description="Loss function.")
-    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="Label smoothing.")
+    name: LossName = Field(
+        "cross_entropy",
+        description="`cross_entropy` (softmax); `focal` (softmax focal loss, Lin et al. "
+        "2017: `gamma`, `alpha`); soft-label losses between the softmax and the target "
+        "distribution: `kl_divergence` (KL(target || predicted)), `mse`, `l1`; `bce` "
+        "(per-class sigmoid binary cross-entropy, for multi-label targets).",
+    )
+    label_smoothing: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="Label smoothing for `cross_entropy`, `focal` (targets * (1 - s) + s / "
+        "K) and `bce` (targets * (1 - s) + s / 2).",
+    )
+    gamma: float = Field(
+        2.0,
+        ge=0.0,
+        description="`focal`: focusing exponent; each class term is scaled by (1 - p)^gamma "
+        "(0: plain cross-entropy).",
+    )
+    alpha: Literal["auto"] | list[float] | None = Field(
+        None,
+        description="`focal`: per-class weights. `null`: none; `auto`: inverse train class "
+        "frequency, scaled so the average weight per train image is 1; or one weight per "
+        "class in `data.classes` order.",
+    )
+
+    @field_validator("alpha", mode="before")
+    @classmethod
+    def _alpha_is_auto_or_weights(cls, value: Any) -> Any:
+        """One clear message instead of pydantic's one per union member."""
+        if value is None or value == "auto":
+            return value
+        if isinstance(value, list) and value and all(_is_weight(item) for item in value):
+            return value
+        raise ValueError("must be null, auto or a list of per-class weights >= 0 such as [1, 2.5]")
+
+    @model_validator(mode="after")
+    def _options_match_loss(self) -> LossSpec:
+        smoothed = {"cross_entropy", "focal", "bce"}
+        _reject_unused(
+            self,
+            self.name,
+            "train.loss",
+            {"gamma": {"focal"}, "alpha": {"focal"}, "label_smoothing": smoothed},
+        )
+        return self
+
+
+def _is_weight(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+
+
+def _reject_unused(section: Section, name: str, where: str, used_by: dict[str, set[str]]) -> None:
+    """Refuse an option set to a non-default value for a `name` that ignores it.
+
+    A silently ignored `gamma` or `milestones` is a recipe that does not do what it says.
+    Fields left out, or set to their default (`label_smoothing: 0.0`), are fine.
+    """
+    fields = type(section).model_fields
+    for field, names in used_by.items():
+        if name in names or field not in section.model_fields_set:
+            continue
+        if getattr(section, field) != fields[field].get_default(call_default_factory=True):
+            raise ValueError(
+                f"{where}.{field} applies to {where}.name {' or '.join(sorted(names))}, not "
+                f"{name}: remove it or change {where}.name"
+            )
 
 
 class TrainSpec(Section):
@@ -362,6 +536,12 @@ class TrainSpec(Section):
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
     loss: LossSpec = Field(default_factory=LossSpec)
+    top_k: int = Field(
+        2,
+        ge=1,
+        description="Logged as `top{k}_accuracy`: a prediction counts as right when the true "
+        "class is among the k highest logits.",
+    )
     monitor: Literal["val_macro_f1", "val_accuracy", "val_loss"] = Field(
         "val_macro_f1", description="Validation metric that picks the best checkpoint."
     )
@@ -383,10 +563,30 @@ class TrainSpec(Section):
 
     @model_validator(mode="after")
     def _warmup_shorter_than_training(self) -> TrainSpec:
-        if self.schedule.warmup_epochs >= self.epochs and self.schedule.name == "cosine":
+        warmup = self.schedule.resolved_warmup_epochs(self.epochs)
+        if warmup >= self.epochs:
             raise ValueError(
-                f"train.schedule.warmup_epochs ({self.schedule.warmup_epochs}) must be smaller "
-                f"than train.epochs ({self.epochs})"
+                f"train.schedule.warmup_epochs ({warmup}) must be smaller than train.epochs "
+                f"({self.epochs})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _milestones_inside_training(self) -> TrainSpec:
+        if self.schedule.name != "step":
+            return self
+        milestones = self.schedule.milestones
+        warmup = self.schedule.resolved_warmup_epochs(self.epochs)
+        if not milestones:
+            raise ValueError(
+                "train.schedule.name step needs train.schedule.milestones, e.g. [30, 60]"
+            )
+        if milestones != sorted(set(milestones)):
+            raise ValueError(f"train.schedule.milestones {milestones} must be increasing")
+        if milestones[0] < warmup or milestones[-1] >= self.epochs:
+            raise ValueError(
+                f"train.schedule.milestones {milestones} must lie between the end of the "
+                f"warmup (epoch {warmup}) and train.epochs ({self.epochs})"
             )
         return self
 

@@ -125,7 +125,10 @@ def _run_stages(
         for name, split in data.splits.items()
     }
     steps = max(1, len(train_split) // spec.batch_size)
-    compile_model(model, recipe.train, steps, choice.jit_compile)
+    compile_model(
+        model, recipe.train, steps, choice.jit_compile,
+        class_counts=train_split.class_counts(data.num_classes),
+    )  # fmt: skip
     result = fit_model(
         model,
         datasets["train"],

@@ -124,6 +124,16 @@ def test_flip_mirrors_exactly_and_identity_crop_is_exact() -> None:
     np.testing.assert_allclose(images, batch[0], atol=1e-3)
 
 
+def test_affine_without_range_is_exact_and_keeps_a_flat_image_flat() -> None:
+    batch = face_batch(size=2)
+    still = {"degrees": 0.0, "translate": 0.0, "zoom": 0.0, "p": 1.0}
+    images, _ = run_in_tf_data([{"affine": still}], batch)
+    np.testing.assert_allclose(images, batch[0], atol=1e-3)
+    flat = np.full((2, 48, 48, 1), 90.0, np.float32), np.eye(2, dtype=np.float32)
+    images, _ = run_in_tf_data([{"affine": {"degrees": 30, "zoom": 0.2, "p": 1.0}}], flat)
+    np.testing.assert_allclose(images, 90.0, atol=1e-3)  # reflect fill: no black corners
+
+
 def test_noise_std_is_in_grey_levels() -> None:
     grey = np.full((4, 48, 48, 1), 128.0, np.float32), np.eye(4, dtype=np.float32)
     images, _ = run_in_tf_data([{"noise": {"std": 5.0, "p": 1.0}}], grey)

@@ -176,6 +176,62 @@ def _random_resized_crop(
     return _with_probability(crop, p, seed)
 
 
+def _affine(
+    seed: int,
+    degrees: float = 10.0,
+    translate: float = 0.1,
+    zoom: float = 0.0,
+    p: float = 1.0,
+) -> Op:
+    """Rotation, translation and zoom as ONE resampling per image (reflect fill, bilinear).
+
+    Same distributions as `rotate` + `translate` + `zoom` chained, at the cost of one of them:
+    each resampling is ~5 ms per 128-image 48x48 batch on a 2-core CPU, which the training
+    step shares (the FER2013 CPU recipe's input pipeline cost 8 % of step time with three
+    separate ops).
+    """
+    import tensorflow as tf
+
+    if degrees < 0 or not 0 <= translate < 1 or not 0 <= zoom < 1:
+        raise ValueError("degrees must be >= 0, translate and zoom in [0, 1)")
+    draws = _generator(seed, stream=0)
+
+    def transform(images: Any, targets: Any) -> tuple[Any, Any]:
+        images = tf.convert_to_tensor(images)
+        shape = tf.shape(images)
+        count, height, width = (
+            shape[0],
+            tf.cast(shape[1], tf.float32),
+            tf.cast(shape[2], tf.float32),
+        )
+        angle = draws.uniform([count], -degrees, degrees) * (math.pi / 180.0)
+        shift_x = draws.uniform([count], -translate, translate) * width
+        shift_y = draws.uniform([count], -translate, translate) * height
+        inverse_scale = 1.0 / draws.uniform([count], 1.0 - zoom, 1.0 + zoom)
+        cos, sin = tf.cos(angle) * inverse_scale, tf.sin(angle) * inverse_scale
+        center_x, center_y = (width - 1.0) / 2.0, (height - 1.0) / 2.0
+        # output pixel (x, y) samples input: center + S^-1 R^-1 (out - center) - shift
+        matrix = tf.stack(
+            [
+                cos, sin, center_x - cos * center_x - sin * center_y - shift_x,
+                -sin, cos, center_y + sin * center_x - cos * center_y - shift_y,
+                tf.zeros_like(cos), tf.zeros_like(cos),
+            ],
+            axis=1,
+        )  # fmt: skip
+        warped = tf.raw_ops.ImageProjectiveTransformV3(
+            images=images,
+            transforms=matrix,
+            output_shape=shape[1:3],
+            fill_value=0.0,
+            interpolation="BILINEAR",
+            fill_mode="REFLECT",
+        )
+        return tf.clip_by_value(warped, 0.0, 255.0), targets
+
+    return _with_probability(transform, p, seed)
+
+
 def _contrast(seed: int, factor: float = 0.2, p: float = 1.0) -> Op:
     import keras
 
@@ -295,6 +351,7 @@ AUGMENTATIONS: dict[str, OpFactory] = {
     "rotate": _rotate,
     "translate": _translate,
     "zoom": _zoom,
+    "affine": _affine,
     "random_resized_crop": _random_resized_crop,
     "contrast": _contrast,
     "brightness": _brightness,

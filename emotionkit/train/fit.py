@@ -1,8 +1,8 @@
-"""Compile and fit: AdamW + warmup-cosine, cross-entropy on logits, accuracy and macro-F1."""
+"""Compile and fit: the recipe's optimizer, schedule, loss and metrics, then `Model.fit`."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,8 @@ from emotionkit.train.callbacks import (
     RichProgress,
     StopOnNonFiniteLoss,
 )
+from emotionkit.train.losses import FocalLoss, build_loss
+from emotionkit.train.metrics import build_training_metrics
 from emotionkit.train.schedules import build_schedule
 
 # Variables matched by these names get no weight decay: decaying BatchNorm scales and biases
@@ -35,14 +37,14 @@ class FitResult:
     failure: dict[str, Any] | None
 
 
-@keras.saving.register_keras_serializable(package="emotionkit")
-class LayerwiseAdamW(keras.optimizers.AdamW):
-    """AdamW whose chosen variables step at `lr_scale` times the scheduled rate.
+class LayerwiseLearningRate(keras.optimizers.Optimizer):
+    """Mixin: the chosen variables step at `lr_scale` times the scheduled rate.
 
     This is discriminative fine-tuning: after `train.unfreeze_at_epoch` the pretrained
     backbone moves more gently than the freshly initialised head. Keras optimisers have one
     rate; overriding `update_step` (called per variable by both the TF and JAX backends)
-    is the smallest correct change. Weight decay still uses the unscaled rate.
+    is the smallest correct change. Weight decay still uses the unscaled rate. Put it first
+    in the bases, before the Keras optimizer it scales.
     """
 
     def __init__(
@@ -72,6 +74,42 @@ class LayerwiseAdamW(keras.optimizers.AdamW):
         return config
 
 
+@keras.saving.register_keras_serializable(package="emotionkit")
+class LayerwiseAdamW(LayerwiseLearningRate, keras.optimizers.AdamW):
+    """AdamW with a per-variable rate scale (see `LayerwiseLearningRate`)."""
+
+
+@keras.saving.register_keras_serializable(package="emotionkit")
+class LayerwiseSGD(LayerwiseLearningRate, keras.optimizers.SGD):
+    """SGD (momentum, Nesterov) with a per-variable rate scale (see `LayerwiseLearningRate`)."""
+
+
+def build_optimizer(
+    spec: TrainSpec,
+    steps_per_epoch: int,
+    *,
+    scaled_variables: Collection[str] = (),
+    lr_scale: float = 1.0,
+) -> Any:
+    """The recipe's `train.optimizer` with its schedule; no decay on BatchNorm and biases."""
+    options = spec.optimizer
+    kwargs: dict[str, Any] = {
+        "learning_rate": build_schedule(spec.schedule, options.lr, steps_per_epoch, spec.epochs),
+        "weight_decay": options.weight_decay,
+        "clipnorm": options.clip_norm,
+        "use_ema": options.ema is not None,
+        "ema_momentum": options.ema or 0.99,
+    }
+    if options.name == "sgd":
+        kwargs.update(momentum=options.momentum, nesterov=options.nesterov)
+    if options.grad_accum > 1:  # Keras refuses gradient_accumulation_steps=1
+        kwargs["gradient_accumulation_steps"] = options.grad_accum
+    optimizer_class = LayerwiseSGD if options.name == "sgd" else LayerwiseAdamW
+    optimizer = optimizer_class(scaled_variables=scaled_variables, lr_scale=lr_scale, **kwargs)
+    optimizer.exclude_from_weight_decay(var_names=NO_DECAY_VARIABLES)
+    return optimizer
+
+
 def compile_model(
     model: Any,
     spec: TrainSpec,
@@ -81,6 +119,7 @@ def compile_model(
     initial_epoch: int = 0,
     scaled_variables: Collection[str] = (),
     lr_scale: float = 1.0,
+    class_counts: Sequence[int] | None = None,
 ) -> None:
     """Attach optimizer, loss and metrics from the recipe's `train` section.
 
@@ -88,30 +127,36 @@ def compile_model(
     fine-tuning: the new optimizer starts its step counter where the first phase stopped (so
     the schedule goes on rather than restarting its warmup), and the variables named in
     `scaled_variables` (the backbone that was frozen) step at `lr_scale` times the rate.
+
+    Args:
+        class_counts: train images per class, for focal `train.loss.alpha: auto`. When
+            recompiling a model already compiled with such a loss (phase two), it may be
+            left out: the loss, and its per-class alpha, are kept.
+
+    Raises:
+        RecipeError: a focal `train.loss.alpha` that does not fit the model's classes.
     """
-    optimizer = LayerwiseAdamW(
-        scaled_variables=scaled_variables,
-        lr_scale=lr_scale,
-        learning_rate=build_schedule(spec.schedule, spec.optimizer, steps_per_epoch, spec.epochs),
-        weight_decay=spec.optimizer.weight_decay,
-        clipnorm=spec.optimizer.clip_norm,
-        use_ema=spec.optimizer.ema is not None,
-        ema_momentum=spec.optimizer.ema or 0.99,
+    optimizer = build_optimizer(
+        spec, steps_per_epoch, scaled_variables=scaled_variables, lr_scale=lr_scale
     )
-    optimizer.exclude_from_weight_decay(var_names=NO_DECAY_VARIABLES)
     if initial_epoch:
-        optimizer.iterations.assign(initial_epoch * steps_per_epoch)
+        # The private counter counts batches and drives the schedule; the public
+        # `iterations` counts updates (batches // grad_accum) and cannot be assigned then.
+        optimizer._iterations.assign(initial_epoch * steps_per_epoch)
     model.compile(
         optimizer=optimizer,
-        loss=keras.losses.CategoricalCrossentropy(
-            from_logits=True, label_smoothing=spec.loss.label_smoothing
-        ),
-        metrics=[
-            keras.metrics.CategoricalAccuracy(name="accuracy"),
-            keras.metrics.F1Score(average="macro", name="macro_f1", dtype="float32"),
-        ],
+        loss=_training_loss(model, spec, class_counts),
+        metrics=build_training_metrics(spec.loss.name, spec.top_k),
         jit_compile=jit_compile,
     )
+
+
+def _training_loss(model: Any, spec: TrainSpec, class_counts: Sequence[int] | None) -> Any:
+    previous = getattr(model, "loss", None)
+    if class_counts is None and spec.loss.alpha == "auto" and isinstance(previous, FocalLoss):
+        return previous  # phase two of fine-tuning: same recipe, alpha already resolved
+    num_classes = int(model.outputs[0].shape[-1]) if getattr(model, "outputs", None) else None
+    return build_loss(spec.loss, class_counts, num_classes)
 
 
 def fit_model(
