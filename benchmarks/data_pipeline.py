@@ -106,20 +106,18 @@ def main() -> None:
     import tensorflow as tf
 
     from emotionkit.data import load_data
-    from emotionkit.data.augment import build_augment_fn
     from emotionkit.data.pipeline import build_dataset, pixel_mean_std
     from emotionkit.models import build_model
-    from emotionkit.train import compile_model
+    from emotionkit.training import compile_model
 
     data = load_data(spec, recipe.seed)
     train = data.splits["train"]
-    augment = build_augment_fn(spec.augment, recipe.seed)
 
     def real_pipeline() -> Any:
         return build_dataset(
             train, data.num_classes, spec.batch_size, training=True, seed=recipe.seed,
-            augment_fn=augment,
-        ).repeat()  # fmt: skip
+            augment=spec.augment, epochs=range(2),
+        )  # fmt: skip
 
     alone = measure_pipeline_alone(real_pipeline().take(len(train) // spec.batch_size),
                                    spec.batch_size)  # fmt: skip

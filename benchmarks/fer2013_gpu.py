@@ -57,7 +57,7 @@ def train_and_score(
 
     from emotionkit.evaluate import classification_metrics
     from emotionkit.models import build_model
-    from emotionkit.train import compile_model
+    from emotionkit.training import compile_model
 
     train_idx, val_idx = stratified_split(y, recipe.data.val_split, recipe.seed)
     mean, std = pixel_mean_std(x[train_idx])

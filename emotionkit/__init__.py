@@ -28,20 +28,21 @@ __all__ = [
     "__version__",
     "export_run",
     "load_recipe",
+    "resume",
     "train",
 ]
 
 if TYPE_CHECKING:
     from emotionkit.export import export_run
-    from emotionkit.workflow import train
+    from emotionkit.workflow import resume, train
 
 
 def __getattr__(name: str) -> Any:
     """Import the heavy entry points on first use, so `import emotionkit` stays instant."""
-    if name == "train":
-        from emotionkit.workflow import train
+    if name in ("train", "resume"):
+        from emotionkit import workflow
 
-        return train
+        return getattr(workflow, name)
     if name == "export_run":
         from emotionkit.export import export_run
 

@@ -370,7 +370,8 @@ class OptimizerSpec(Section):
         gt=0.0,
         lt=1.0,
         description="Exponential moving average of the weights with this momentum (e.g. "
-        "0.999); the averaged weights replace the raw ones at the end of training.",
+        "0.999). The averaged weights are the ones validated, saved as `best.keras` and "
+        "exported; training itself steps the raw weights.",
     )
     grad_accum: int = Field(
         1,
@@ -529,6 +530,21 @@ def _reject_unused(section: Section, name: str, where: str, used_by: dict[str, s
             )
 
 
+class EarlyStoppingSpec(Section):
+    """Stop when `train.monitor` has not improved for a while (the best epoch is kept)."""
+
+    patience: int | None = Field(
+        None,
+        ge=1,
+        description="Epochs without an improvement of `train.monitor` by more than "
+        "`min_delta` before training stops. `null`: never stop early. The best checkpoint, "
+        "not the last weights, is what is evaluated and exported either way.",
+    )
+    min_delta: float = Field(
+        0.0, ge=0.0, description="Smallest change of the monitor that counts as improving."
+    )
+
+
 class TrainSpec(Section):
     """How the model is fitted."""
 
@@ -544,6 +560,14 @@ class TrainSpec(Section):
     )
     monitor: Literal["val_macro_f1", "val_accuracy", "val_loss"] = Field(
         "val_macro_f1", description="Validation metric that picks the best checkpoint."
+    )
+    early_stopping: EarlyStoppingSpec = Field(default_factory=lambda: EarlyStoppingSpec())
+    keep_backups: int = Field(
+        2,
+        ge=1,
+        description="Per-epoch resume backups kept in `checkpoints/backups/` (model, "
+        "optimizer, EMA and callback state; older ones are pruned). `best.keras` and "
+        "`last.keras` are kept besides.",
     )
     unfreeze_at_epoch: int | None = Field(
         None,

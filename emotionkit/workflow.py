@@ -39,7 +39,10 @@ class TrainResult:
 
 
 def train(
-    recipe: Recipe, runs_dir: str | Path = "runs", console: Console | None = None
+    recipe: Recipe,
+    runs_dir: str | Path = "runs",
+    console: Console | None = None,
+    callbacks: list[Any] | None = None,
 ) -> TrainResult:
     """Train, evaluate and export one recipe into a fresh run directory.
 
@@ -47,20 +50,14 @@ def train(
         recipe: a validated recipe (see `emotionkit.load_recipe`).
         runs_dir: parent of `<recipe.name>/<timestamp>/`.
         console: where progress goes (defaults to stdout).
+        callbacks: extra Keras callbacks for `fit`.
 
     Returns:
         The run directory, the metrics written to `metrics.json` and the export report.
     """
     console = console or Console()
     started = time.time()
-    choice = resolve_runtime(recipe.runtime)
-    console.print(
-        f"backend: {choice.backend} ({choice.backend_reason}); precision: "
-        f"{choice.precision} ({choice.precision_reason})",
-        highlight=False,
-        soft_wrap=True,
-    )
-    configure_frameworks(choice, recipe.seed)
+    choice = _start_runtime(recipe, console)
     run_dir = create_run_dir(Path(runs_dir), recipe.name)
     (run_dir / "recipe.yaml").write_text(recipe.to_yaml())
     update_manifest(
@@ -72,23 +69,78 @@ def train(
         runtime=choice.as_dict(),
         devices=_device_names(),
     )
-    metrics, export = _run_stages(recipe, choice, run_dir, console)
+    metrics, export = _run_stages(recipe, choice, run_dir, console, callbacks, resuming=False)
     update_manifest(run_dir, status="completed", wall_seconds=round(time.time() - started, 1))
     return TrainResult(run_dir, metrics, export)
 
 
+def resume(
+    run_dir: str | Path, console: Console | None = None, callbacks: list[Any] | None = None
+) -> TrainResult:
+    """Continue an interrupted run in its own directory, from its newest backup.
+
+    The recipe, the split (`split.json`) and the per-epoch data streams are the run's own,
+    and the backup holds the weights, optimizer and EMA state, the schedule step and the
+    checkpoint / early-stopping counters: the resumed run ends as the uninterrupted one would.
+    With no backup yet (stopped during epoch 1) training restarts from epoch 0.
+
+    Raises:
+        EmotionkitError: `run_dir` is not a run directory, or the run already completed.
+    """
+    import json
+
+    from emotionkit.recipe import load_recipe
+
+    run_dir = Path(run_dir)
+    manifest_path = run_dir / "manifest.json"
+    if not manifest_path.is_file() or not (run_dir / "recipe.yaml").is_file():
+        raise EmotionkitError(f"--resume {run_dir}: not a run directory (no manifest.json).")
+    manifest = json.loads(manifest_path.read_text())
+    if manifest.get("status") == "completed":
+        raise EmotionkitError(f"--resume {run_dir}: this run already completed; nothing to do.")
+    console = console or Console()
+    started = time.time()
+    recipe = load_recipe(run_dir / "recipe.yaml")
+    choice = _start_runtime(recipe, console)
+    update_manifest(
+        run_dir, status="running", failure=None, resumed=int(manifest.get("resumed", 0)) + 1
+    )
+    metrics, export = _run_stages(recipe, choice, run_dir, console, callbacks, resuming=True)
+    wall = float(manifest.get("wall_seconds") or 0.0) + time.time() - started
+    update_manifest(run_dir, status="completed", wall_seconds=round(wall, 1))
+    return TrainResult(run_dir, metrics, export)
+
+
+def _start_runtime(recipe: Recipe, console: Console) -> RuntimeChoice:
+    choice = resolve_runtime(recipe.runtime)
+    console.print(
+        f"backend: {choice.backend} ({choice.backend_reason}); precision: "
+        f"{choice.precision} ({choice.precision_reason})",
+        highlight=False,
+        soft_wrap=True,
+    )
+    configure_frameworks(choice, recipe.seed)
+    return choice
+
+
 def _run_stages(
-    recipe: Recipe, choice: RuntimeChoice, run_dir: Path, console: Console
+    recipe: Recipe,
+    choice: RuntimeChoice,
+    run_dir: Path,
+    console: Console,
+    callbacks: list[Any] | None,
+    *,
+    resuming: bool,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     from emotionkit.data import load_data
-    from emotionkit.data.augment import build_augment_fn
     from emotionkit.data.pipeline import balance_table, build_dataset, pixel_mean_std
     from emotionkit.data.sources import split_record
     from emotionkit.export import export_run
-    from emotionkit.train import compile_model, fit_model
+    from emotionkit.training import fit_model
 
     spec = recipe.data
-    data = load_data(spec, recipe.seed)
+    split_file = run_dir / "split.json"
+    data = load_data(spec, recipe.seed, split_file=split_file if resuming else None)
     train_split = data.splits["train"]
     mean, std = pixel_mean_std(train_split.images)
     mean = spec.pixel_mean if spec.pixel_mean is not None else mean
@@ -99,7 +151,7 @@ def _run_stages(
         data={**data.summary(), "pixel_mean": mean, "pixel_std": std, "balance": balance},
     )
     write_json(run_dir / "labels_mapping.json", dict(enumerate(data.class_names)))
-    write_json(run_dir / "split.json", split_record(data.splits))
+    write_json(split_file, split_record(data.splits))
     if data.errors:
         write_json(run_dir / "data_errors.json", data.errors)
         console.print(
@@ -110,28 +162,26 @@ def _run_stages(
     if balance is not None:
         console.print(_describe_balance(balance, data.class_names), highlight=False)
 
-    model = _build_model_stage(recipe, data.num_classes, mean, std, run_dir)
-    augment = build_augment_fn(spec.augment, recipe.seed)
-    datasets = {
-        name: build_dataset(
-            split,
-            data.num_classes,
-            spec.batch_size,
-            training=name == "train",
-            seed=recipe.seed,
-            augment_fn=augment if name == "train" else None,
-            class_sampling=balance["sampling"] if balance and name == "train" else None,
-        )
-        for name, split in data.splits.items()
-    }
     steps = max(1, len(train_split) // spec.batch_size)
-    compile_model(
-        model, recipe.train, steps, choice.jit_compile,
-        class_counts=train_split.class_counts(data.num_classes),
-    )  # fmt: skip
+    model, resume_state = _model_to_train(recipe, choice, data, mean, std, run_dir, resuming)
+    if resume_state is not None:
+        console.print(f"resuming after epoch {resume_state['epoch']}", highlight=False)
+
+    def train_stream(epochs: range) -> Any:
+        return build_dataset(
+            train_split, data.num_classes, spec.batch_size, training=True, seed=recipe.seed,
+            augment=spec.augment, class_sampling=balance["sampling"] if balance else None,
+            epochs=epochs,
+        )  # fmt: skip
+
+    datasets = {
+        name: build_dataset(split, data.num_classes, spec.batch_size, training=False, seed=0)
+        for name, split in data.splits.items()
+        if name != "train"
+    }
     result = fit_model(
         model,
-        datasets["train"],
+        train_stream,
         datasets["val"],
         recipe.train,
         run_dir,
@@ -142,6 +192,8 @@ def _run_stages(
         else None,
         console=console,
         jit_compile=choice.jit_compile,
+        extra_callbacks=callbacks,
+        resume_state=resume_state,
     )
     if result.failure is not None:
         update_manifest(run_dir, status="failed", failure=result.failure)
@@ -161,6 +213,52 @@ def _run_stages(
             run_dir, export={"passed": export["passed"], "formats": sorted(export["checks"])}
         )
     return metrics, export
+
+
+def _model_to_train(
+    recipe: Recipe,
+    choice: RuntimeChoice,
+    data: Any,
+    mean: float,
+    std: float,
+    run_dir: Path,
+    resuming: bool,
+) -> tuple[Any, dict[str, Any] | None]:
+    """A fresh compiled model, or (resuming) the newest backup's model and its state."""
+    import json
+
+    import keras
+
+    from emotionkit.training import compile_model
+    from emotionkit.training.callbacks import latest_backups, restore_seed_states
+
+    backups = latest_backups(run_dir / "checkpoints" / "backups") if resuming else []
+    if backups:
+        state = json.loads((backups[0] / "state.json").read_text())
+        _truncate_history(run_dir / "history.csv", int(state["epoch"]))
+        model = keras.saving.load_model(backups[0] / "model.keras")
+        restore_seed_states(model, state["seed_states"])
+        return model, state
+    _truncate_history(run_dir / "history.csv", 0)
+    model = _build_model_stage(recipe, data.num_classes, mean, std, run_dir)
+    train_split = data.splits["train"]
+    steps = max(1, len(train_split) // recipe.data.batch_size)
+    compile_model(
+        model, recipe.train, steps, choice.jit_compile,
+        class_counts=train_split.class_counts(data.num_classes),
+    )  # fmt: skip
+    return model, None
+
+
+def _truncate_history(path: Path, epochs: int) -> None:
+    """Keep the header and the first `epochs` rows: rows after the backup are redone."""
+    if not path.is_file():
+        return
+    if epochs == 0:
+        path.unlink()
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[: epochs + 1]))
 
 
 def describe_model(recipe: Recipe) -> dict[str, Any]:

@@ -98,18 +98,15 @@ def test_pipeline_batches_one_hot_and_reshuffles_deterministically() -> None:
 
 
 def test_augmentations_run_inside_tf_data() -> None:
-    augment = build_augment_fn(
-        [
-            {"flip": {}},
-            {"rotate": {"degrees": 15}},
-            {"translate": {}},
-            {"zoom": {}},
-            {"contrast": {}},
-            {"brightness": {}},
-        ],
-        seed=0,
-    )
-    dataset = build_dataset(split(), 3, 4, training=True, seed=0, augment_fn=augment)
+    ops = [
+        {"flip": {}},
+        {"rotate": {"degrees": 15}},
+        {"translate": {}},
+        {"zoom": {}},
+        {"contrast": {}},
+        {"brightness": {}},
+    ]
+    dataset = build_dataset(split(), 3, 4, training=True, seed=0, augment=ops)
     images, _ = next(iter(dataset))
     assert images.shape == (4, 8, 8, 1)
     assert np.isfinite(images.numpy()).all()
@@ -130,12 +127,26 @@ def test_pixel_stats_and_class_weights() -> None:
     assert weights[2] == 0.0
 
 
+def test_train_stream_epochs_depend_only_on_seed_and_epoch() -> None:
+    ops = [{"flip": {}}, {"affine": {}}, {"mixup": {"p": 0.5}}]
+
+    def batches(epochs: range) -> np.ndarray:
+        dataset = build_dataset(split(24), 3, 8, training=True, seed=1, augment=ops, epochs=epochs)
+        return np.stack(
+            [np.concatenate([x.ravel(), y.ravel()]) for x, y in dataset.as_numpy_iterator()]
+        )
+
+    whole = batches(range(4))
+    assert len(whole) == 4 * 3
+    np.testing.assert_array_equal(whole[6:], batches(range(2, 4)))  # a resume at epoch 2
+    assert not np.array_equal(whole[:3], whole[3:6])  # each epoch its own order and draws
+
+
 def test_augmented_batches_repeat_exactly_for_a_seed() -> None:
     ops = [{"flip": {}}, {"rotate": {"degrees": 20}}, {"noise": {"std": 8.0}}, {"mixup": {}}]
 
     def batches(seed: int) -> list[np.ndarray]:
-        augment = build_augment_fn(ops, seed=seed)
-        dataset = build_dataset(split(32), 3, 8, training=True, seed=seed, augment_fn=augment)
+        dataset = build_dataset(split(32), 3, 8, training=True, seed=seed, augment=ops)
         return [np.concatenate([x.ravel(), y.ravel()]) for x, y in dataset.as_numpy_iterator()]
 
     first = batches(3)

@@ -14,7 +14,7 @@ from emotionkit.data.pipeline import build_dataset
 from emotionkit.errors import ModelError
 from emotionkit.models import build_model, embedding_model, freeze_layers
 from emotionkit.recipe import DataSpec, ModelSpec, SyntheticSource, TrainSpec
-from emotionkit.train import compile_model, fit_model
+from emotionkit.training import compile_model, fit_model
 
 BATCH = 16
 
@@ -134,7 +134,7 @@ def test_phase_two_optimizer_continues_the_schedule() -> None:
 
 def test_scaled_variables_step_at_the_scaled_rate() -> None:
     """Adam's first step moves each weight by ~lr: the backbone's moves by lr * scale."""
-    from emotionkit.train.fit import LayerwiseAdamW
+    from emotionkit.training.fit import LayerwiseAdamW
 
     backbone = keras.Variable(np.zeros(4, np.float32), name="kernel")
     head = keras.Variable(np.zeros(4, np.float32), name="bias")

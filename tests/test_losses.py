@@ -14,8 +14,8 @@ import pytest
 from emotionkit.data.pipeline import class_weights_from_counts
 from emotionkit.errors import RecipeError
 from emotionkit.recipe import LossSpec, TrainSpec, validate_recipe
-from emotionkit.train import compile_model
-from emotionkit.train.losses import LOSSES, FocalLoss, build_loss, focal_alpha
+from emotionkit.training import compile_model
+from emotionkit.training.losses import LOSSES, FocalLoss, build_loss, focal_alpha
 
 K = 5
 ALPHA = [0.5, 1.0, 2.0, 1.5, 0.25]

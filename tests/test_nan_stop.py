@@ -12,7 +12,7 @@ from emotionkit.data.pipeline import build_dataset
 from emotionkit.data.sources import SplitData
 from emotionkit.models import build_model
 from emotionkit.recipe import ModelSpec, TrainSpec
-from emotionkit.train import compile_model, fit_model
+from emotionkit.training import compile_model, fit_model
 
 
 def test_nan_in_the_targets_stops_training_with_its_location(tmp_path: Path) -> None:

@@ -12,9 +12,9 @@ import pytest
 
 from emotionkit.errors import RecipeError
 from emotionkit.recipe import ScheduleSpec, TrainSpec, load_recipe, validate_recipe
-from emotionkit.train import compile_model
-from emotionkit.train.fit import LayerwiseAdamW, LayerwiseSGD, build_optimizer
-from emotionkit.train.schedules import SCHEDULES, OneCycle, WarmupStepDecay, build_schedule
+from emotionkit.training import compile_model
+from emotionkit.training.fit import LayerwiseAdamW, LayerwiseSGD, build_optimizer
+from emotionkit.training.schedules import SCHEDULES, OneCycle, WarmupStepDecay, build_schedule
 
 LR = 0.1
 STEPS_PER_EPOCH = 10

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score
 
-from emotionkit.train.metrics import (
+from emotionkit.training.metrics import (
     BalancedAccuracy,
     EarthMovers,
     KLDivergenceMetric,

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from emotionkit.train.fit import compile_model, fit_model
+from emotionkit.training.fit import compile_model, fit_model
 
 __all__ = ["compile_model", "fit_model"]

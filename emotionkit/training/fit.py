@@ -12,15 +12,17 @@ from rich.console import Console
 
 from emotionkit.models.freeze import unfreeze_all
 from emotionkit.recipe import TrainSpec
-from emotionkit.train.callbacks import (
+from emotionkit.training.callbacks import (
     AtomicCheckpoint,
+    EarlyStop,
     LearningRateLogger,
+    ResumeBackup,
     RichProgress,
     StopOnNonFiniteLoss,
 )
-from emotionkit.train.losses import FocalLoss, build_loss
-from emotionkit.train.metrics import build_training_metrics
-from emotionkit.train.schedules import build_schedule
+from emotionkit.training.losses import FocalLoss, build_loss
+from emotionkit.training.metrics import build_training_metrics
+from emotionkit.training.schedules import build_schedule
 
 # Variables matched by these names get no weight decay: decaying BatchNorm scales and biases
 # only fights the normalisation (Goyal et al. 2017, "no bias decay").
@@ -38,22 +40,34 @@ class FitResult:
 
 
 class LayerwiseLearningRate(keras.optimizers.Optimizer):
-    """Mixin: the chosen variables step at `lr_scale` times the scheduled rate.
+    """Mixin: the chosen variables step at `lr_scale` times the scheduled rate, and the
+    no-weight-decay names survive saving.
 
     This is discriminative fine-tuning: after `train.unfreeze_at_epoch` the pretrained
     backbone moves more gently than the freshly initialised head. Keras optimisers have one
     rate; overriding `update_step` (called per variable by both the TF and JAX backends)
     is the smallest correct change. Weight decay still uses the unscaled rate. Put it first
     in the bases, before the Keras optimizer it scales.
+
+    Keras keeps `exclude_from_weight_decay` out of the optimizer's config, so a model
+    reloaded from a `.keras` backup would decay BatchNorm and biases; `no_decay_names` is
+    in the config and re-applied, which keeps a resumed run exact.
     """
 
     def __init__(
-        self, scaled_variables: Collection[str] = (), lr_scale: float = 1.0, **kwargs: Any
+        self,
+        scaled_variables: Collection[str] = (),
+        lr_scale: float = 1.0,
+        no_decay_names: Collection[str] = (),
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.scaled_variables = frozenset(scaled_variables)
         self.lr_scale = lr_scale
         self._scaled_keys: frozenset[int] = frozenset()
+        self.no_decay_names = list(no_decay_names)
+        if self.no_decay_names:
+            self.exclude_from_weight_decay(var_names=self.no_decay_names)
 
     def build(self, variables: Any) -> None:
         # The TF backend hands `update_step` raw tf.Variables without `.path`: match by the
@@ -70,7 +84,11 @@ class LayerwiseLearningRate(keras.optimizers.Optimizer):
 
     def get_config(self) -> dict[str, Any]:
         config = dict(super().get_config())
-        config.update(scaled_variables=sorted(self.scaled_variables), lr_scale=self.lr_scale)
+        config.update(
+            scaled_variables=sorted(self.scaled_variables),
+            lr_scale=self.lr_scale,
+            no_decay_names=self.no_decay_names,
+        )
         return config
 
 
@@ -105,9 +123,12 @@ def build_optimizer(
     if options.grad_accum > 1:  # Keras refuses gradient_accumulation_steps=1
         kwargs["gradient_accumulation_steps"] = options.grad_accum
     optimizer_class = LayerwiseSGD if options.name == "sgd" else LayerwiseAdamW
-    optimizer = optimizer_class(scaled_variables=scaled_variables, lr_scale=lr_scale, **kwargs)
-    optimizer.exclude_from_weight_decay(var_names=NO_DECAY_VARIABLES)
-    return optimizer
+    return optimizer_class(
+        scaled_variables=scaled_variables,
+        lr_scale=lr_scale,
+        no_decay_names=NO_DECAY_VARIABLES,
+        **kwargs,
+    )
 
 
 def compile_model(
@@ -172,8 +193,14 @@ def fit_model(
     console: Console | None = None,
     jit_compile: bool | str = "auto",
     extra_callbacks: list[Any] | None = None,
+    resume_state: dict[str, Any] | None = None,
 ) -> FitResult:
-    """Run `keras.Model.fit`, writing checkpoints and history.csv into `run_dir`.
+    """Run `keras.Model.fit`, writing checkpoints, resume backups and history.csv to `run_dir`.
+
+    `train_data` is a function `epochs -> dataset` giving the stream of the epochs in that
+    `range` (see `build_dataset(epochs=...)`): each `fit` call, and a resumed run, gets
+    exactly its own epochs' batches. A plain one-epoch dataset is also accepted (it is
+    re-iterated every epoch).
 
     With `spec.unfreeze_at_epoch = k`, fit runs twice: epochs [0, k) as compiled by the
     caller (frozen layers stay frozen), then every layer is made trainable, the model is
@@ -185,20 +212,32 @@ def fit_model(
 
     Args:
         extra_callbacks: more Keras callbacks for both phases (tests record weights with one).
+        resume_state: a backup's `state.json`: training continues after its `epoch` with
+            the checkpoint and early-stopping state it recorded; the model must be the
+            backup's (compiled, optimizer state included).
     """
     checkpoints = run_dir / "checkpoints"
     checkpoint = AtomicCheckpoint(checkpoints, spec.monitor)
+    early_stop = EarlyStop(
+        spec.monitor, spec.early_stopping.patience, spec.early_stopping.min_delta
+    )
+    start = 0
+    if resume_state is not None:
+        start = int(resume_state["epoch"])
+        checkpoint.restore(resume_state["checkpoint"])
+        early_stop.restore(resume_state["early_stopping"])
+    backup = ResumeBackup(
+        checkpoints / "backups",
+        spec.keep_backups,
+        lambda: {"checkpoint": checkpoint.state(), "early_stopping": early_stop.state()},
+    )
     nan_guard = StopOnNonFiniteLoss()
     progress = RichProgress(spec.epochs, steps_per_epoch, batch_size, console or Console())
-    shared = [nan_guard, LearningRateLogger(), checkpoint, progress, *(extra_callbacks or [])]
-    phases = [(0, spec.unfreeze_at_epoch or spec.epochs)]
-    if spec.unfreeze_at_epoch is not None:
-        phases.append((spec.unfreeze_at_epoch, spec.epochs))
     history: dict[str, list[float]] = {}
-    for index, (first, stop) in enumerate(phases):
-        if index > 0:
-            if nan_guard.failure is not None:
-                break
+    for first, stop, unfreezes in _phases(spec, start):
+        if nan_guard.failure is not None or early_stop.stopped_epoch is not None:
+            break
+        if unfreezes:
             frozen = {
                 v.path for layer in model.layers if not layer.trainable for v in layer.weights
             }
@@ -207,17 +246,20 @@ def fit_model(
                 model, spec, steps_per_epoch, jit_compile, initial_epoch=first,
                 scaled_variables=frozen, lr_scale=spec.backbone_lr_scale,
             )  # fmt: skip
-        csv = keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=index > 0)
+        _build_compiled_state(model, val_data)
+        csv = keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=first > 0)
+        callbacks = [nan_guard, LearningRateLogger(), checkpoint, early_stop, csv, backup]
+        if spec.optimizer.ema is not None:  # validate the averaged weights (swapped back after)
+            callbacks.insert(0, keras.callbacks.SwapEMAWeights(swap_on_epoch=False))
         result = model.fit(
-            train_data,
+            train_data(range(first, stop)) if callable(train_data) else train_data,
             validation_data=val_data,
-            # An oversampled train stream never ends: epochs are counted in steps then.
-            steps_per_epoch=steps_per_epoch if int(train_data.cardinality()) < 0 else None,
+            steps_per_epoch=steps_per_epoch,  # one stream holds all remaining epochs
             initial_epoch=first,
             epochs=stop,
             class_weight=class_weight,
-            callbacks=[*shared, csv],
-            shuffle=False,  # tf.data already shuffles with the recipe seed
+            callbacks=[*callbacks, progress, *(extra_callbacks or [])],
+            shuffle=False,  # the stream is already shuffled, per epoch, from the seed
             verbose=0,
         )
         for key, values in result.history.items():
@@ -228,3 +270,27 @@ def fit_model(
         checkpoint_dir=checkpoints,
         failure=nan_guard.failure,
     )
+
+
+def _build_compiled_state(model: Any, val_data: Any) -> None:
+    """Build the compiled loss and metrics on one validation batch before `fit`.
+
+    Otherwise `fit` builds them by peeking at a train batch and then restarts the train
+    iterator (the JAX trainer does): the augmentation layers' random state has then moved on
+    by one batch, and a resumed run's first epoch would draw other augmentations than the
+    uninterrupted run did.
+    """
+    model.evaluate(val_data.take(1), verbose=0)
+
+
+def _phases(spec: TrainSpec, start: int) -> list[tuple[int, int, bool]]:
+    """`(first_epoch, stop_epoch, unfreezes_first)` of the fit calls still to run from `start`.
+
+    A run resumed inside phase two has its backup's unfrozen, recompiled model already.
+    """
+    boundary = spec.unfreeze_at_epoch
+    if boundary is None:
+        return [(start, spec.epochs, False)]
+    if start >= boundary:
+        return [(start, spec.epochs, False)]
+    return [(start, boundary, False), (boundary, spec.epochs, True)]

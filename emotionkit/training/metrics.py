@@ -14,7 +14,7 @@ import keras
 from keras import ops
 
 from emotionkit.recipe import SOFT_LABEL_LOSSES
-from emotionkit.train.losses import kl_divergence_per_sample
+from emotionkit.training.losses import kl_divergence_per_sample
 
 
 @keras.saving.register_keras_serializable(package="emotionkit")

@@ -1,0 +1,102 @@
+"""Crash-safe, exact resume (SIGKILL after an epoch) and run-to-run determinism, per backend."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from emotionkit import load_recipe
+from emotionkit.errors import EmotionkitError
+from emotionkit.workflow import resume, train
+from tests.conftest import BACKEND, REPO, TINY_OVERRIDES
+
+pytestmark = pytest.mark.slow
+
+# Everything that carries state across epochs: shuffles, augmentation draws (incl. MixUp),
+# dropout, AdamW moments, the EMA, the schedule step, the best-checkpoint tracker.
+RESUME_OVERRIDES = [
+    *TINY_OVERRIDES,
+    "data.source={kind: synthetic, train_size: 140, val_size: 35, test_size: 0}",
+    "data.augment=[{flip: {}}, {affine: {degrees: 10, translate: 0.1}}, {mixup: {p: 0.5}}]",
+    "model.dropout=0.2",
+    "train.epochs=4",
+    "train.optimizer.ema=0.9",
+    "export.formats=[]",
+]
+
+KILL_AFTER_SECOND_EPOCH = """
+import os, signal, sys
+from tests.conftest import REPO  # applies the TensorFlow workarounds first
+import keras
+from emotionkit import load_recipe
+from emotionkit.workflow import train
+
+class Kill(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+recipe = load_recipe(REPO / "recipes" / "quickstart.yaml", sys.argv[2:])
+train(recipe, runs_dir=sys.argv[1], callbacks=[Kill()])
+"""
+
+
+def history(run_dir: Path) -> list[dict[str, float]]:
+    with (run_dir / "history.csv").open() as file:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(file)]
+
+
+def final_weights(run_dir: Path) -> list[np.ndarray]:
+    import keras
+
+    model = keras.saving.load_model(run_dir / "checkpoints" / "last.keras", compile=False)
+    return [np.asarray(w) for w in model.get_weights()]
+
+
+def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path: Path) -> None:
+    recipe = load_recipe(REPO / "recipes" / "quickstart.yaml", RESUME_OVERRIDES)
+    whole = train(recipe, runs_dir=tmp_path / "whole").run_dir
+
+    killed = subprocess.run(
+        [sys.executable, "-c", KILL_AFTER_SECOND_EPOCH, str(tmp_path / "killed"),
+         *RESUME_OVERRIDES],
+        cwd=REPO, env={**os.environ, "KERAS_BACKEND": BACKEND}, capture_output=True, text=True,
+    )  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    (run_dir,) = (tmp_path / "killed" / recipe.name).iterdir()
+    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "running"
+    assert len(history(run_dir)) == 2
+
+    resumed = resume(run_dir)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "completed" and manifest["resumed"] == 1
+    expected, got = history(whole), history(resumed.run_dir)
+    assert [row["epoch"] for row in got] == [0, 1, 2, 3]
+    for want, have in zip(expected, got, strict=True):
+        assert have["val_loss"] == pytest.approx(want["val_loss"], abs=1e-5)
+        assert have["loss"] == pytest.approx(want["loss"], abs=1e-5)
+    for want_w, have_w in zip(final_weights(whole), final_weights(run_dir), strict=True):
+        np.testing.assert_allclose(have_w, want_w, atol=1e-5)
+    assert resumed.metrics["val"]["accuracy"] == pytest.approx(
+        json.loads((whole / "metrics.json").read_text())["val"]["accuracy"]
+    )
+    backups = sorted(p.name for p in (run_dir / "checkpoints" / "backups").iterdir())
+    assert backups == ["epoch_0003", "epoch_0004"]  # train.keep_backups: 2
+    with pytest.raises(EmotionkitError, match="already completed"):
+        resume(run_dir)
+
+
+def test_same_recipe_and_seed_give_identical_histories(tmp_path: Path) -> None:
+    overrides = [*RESUME_OVERRIDES, "train.epochs=2"]
+    recipe = load_recipe(REPO / "recipes" / "quickstart.yaml", overrides)
+    first = train(recipe, runs_dir=tmp_path / "a").run_dir
+    second = train(recipe, runs_dir=tmp_path / "b").run_dir
+    assert (first / "history.csv").read_bytes() == (second / "history.csv").read_bytes()
