@@ -49,14 +49,33 @@ def _main_options(
 
 @app.command()
 def train(
-    recipe: Path = RECIPE_ARG,
+    recipe: Path | None = typer.Argument(
+        None, help="Recipe YAML file (not with --resume).", show_default=False
+    ),
     overrides: list[str] | None = OVERRIDES_ARG,
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Parent of run directories."),
+    resume: Path | None = typer.Option(
+        None,
+        "--resume",
+        help="Continue an interrupted run directory from its newest backup (its own recipe "
+        "and split; ends as the uninterrupted run would).",
+        show_default=False,
+    ),
 ) -> None:
     """Train, evaluate and export a recipe; the last line printed is the run directory."""
-    from emotionkit.workflow import train as train_recipe
+    from emotionkit import workflow
 
-    result = train_recipe(load_recipe(recipe, overrides), runs_dir=runs_dir)
+    if resume is not None:
+        if recipe is not None or overrides:
+            raise EmotionkitError(
+                "--resume RUN_DIR continues that run with its own recipe.yaml; drop the recipe "
+                "and overrides (or start a new run without --resume)."
+            )
+        result = workflow.resume(resume)
+    elif recipe is None:
+        raise EmotionkitError("Give a recipe (emotionkit train RECIPE) or --resume RUN_DIR.")
+    else:
+        result = workflow.train(load_recipe(recipe, overrides), runs_dir=runs_dir)
     typer.echo(str(result.run_dir))
 
 

@@ -67,15 +67,20 @@ class AtomicCheckpoint(keras.callbacks.Callback):
     `best_epoch` are part of the resume state.
     """
 
-    def __init__(self, directory: Path, monitor: str) -> None:
+    def __init__(
+        self, directory: Path, monitor: str, halted: Callable[[], bool] = lambda: False
+    ) -> None:
         super().__init__()
         self.directory = Path(directory)
         self.monitor = monitor
+        self.halted = halted  # a failed epoch (non-finite loss) must not replace good files
         self.sign = -1.0 if monitor.endswith("loss") else 1.0
         self.best = -math.inf
         self.best_epoch = -1
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if self.halted():
+            return
         logs = logs or {}
         save_atomically(self.model, self.directory / "last.keras")
         value = logs.get(self.monitor)
@@ -141,11 +146,20 @@ class ResumeBackup(keras.callbacks.Callback):
     Keep it after the checkpoint, early-stopping and CSV callbacks: it records their state.
     """
 
-    def __init__(self, directory: Path, keep: int, state: Callable[[], dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        keep: int,
+        state: Callable[[], dict[str, Any]],
+        halted: Callable[[], bool] = lambda: False,
+    ) -> None:
         super().__init__()
         self.directory, self.keep, self.state = Path(directory), keep, state
+        self.halted = halted  # a failed epoch (non-finite loss) is not a resume point
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if self.halted():
+            return
         self.directory.mkdir(parents=True, exist_ok=True)
         final = self.directory / f"epoch_{epoch + 1:04d}"
         partial = self.directory / f".{final.name}.partial"

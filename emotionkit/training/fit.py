@@ -217,7 +217,9 @@ def fit_model(
             backup's (compiled, optimizer state included).
     """
     checkpoints = run_dir / "checkpoints"
-    checkpoint = AtomicCheckpoint(checkpoints, spec.monitor)
+    nan_guard = StopOnNonFiniteLoss()
+    halted = lambda: nan_guard.failure is not None  # noqa: E731
+    checkpoint = AtomicCheckpoint(checkpoints, spec.monitor, halted)
     early_stop = EarlyStop(
         spec.monitor, spec.early_stopping.patience, spec.early_stopping.min_delta
     )
@@ -230,8 +232,8 @@ def fit_model(
         checkpoints / "backups",
         spec.keep_backups,
         lambda: {"checkpoint": checkpoint.state(), "early_stopping": early_stop.state()},
+        halted,
     )
-    nan_guard = StopOnNonFiniteLoss()
     progress = RichProgress(spec.epochs, steps_per_epoch, batch_size, console or Console())
     history: dict[str, list[float]] = {}
     for first, stop, unfreezes in _phases(spec, start):
