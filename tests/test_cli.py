@@ -67,7 +67,7 @@ def test_missing_inputs_exit_2(args: tuple[str, ...], tmp_path: Path) -> None:
 
 def test_usage_errors_exit_2() -> None:
     result = run_cli("train")
-    assert result.returncode == 2 and "Missing argument" in result.stderr
+    assert result.returncode == 2 and "--resume RUN_DIR" in result.stderr
 
 
 def test_python_dash_m_entry_point() -> None:
