@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from emotionkit.data.pipeline import class_weights_from_counts, pixel_mean_std
-from emotionkit.data.sources import stratified_split
+from emotionkit.data.sources import content_hashes, stratified_split
 from emotionkit.data.synthetic import FER_CLASSES
 from emotionkit.recipe import Recipe, load_recipe
 from emotionkit.runtime import configure_frameworks, resolve_runtime
@@ -59,7 +59,10 @@ def train_and_score(
     from emotionkit.models import build_model
     from emotionkit.training import compile_model
 
-    train_idx, val_idx = stratified_split(y, recipe.data.val_split, recipe.seed)
+    # the same duplicate-aware split as `emotionkit train` (exact copies stay on one side)
+    train_idx, val_idx = stratified_split(
+        y, recipe.data.val_split, recipe.seed, groups=content_hashes(x)
+    )
     mean, std = pixel_mean_std(x[train_idx])
     model = build_model(
         recipe.model, image_size=48, channels=1, num_classes=7, pixel_mean=mean, pixel_std=std
@@ -71,12 +74,9 @@ def train_and_score(
     trainer = model
     batch = recipe.data.batch_size
     steps = len(train_idx) // batch
-    compile_model(trainer, recipe.train, steps, jit_compile=True)
-    weights = (
-        class_weights_from_counts(np.bincount(y[train_idx], minlength=7).tolist())
-        if recipe.data.balance == "class_weights"
-        else None
-    )
+    counts = np.bincount(y[train_idx], minlength=7).tolist()
+    compile_model(trainer, recipe.train, steps, jit_compile=True, class_counts=counts)
+    weights = class_weights_from_counts(counts) if recipe.data.balance == "class_weights" else None
     timer = epoch_timer(budget_s)
     x_float = x.astype(np.float32)
     one_hot = np.eye(7, dtype=np.float32)[y]
