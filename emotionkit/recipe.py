@@ -562,6 +562,11 @@ class TrainSpec(Section):
         "val_macro_f1", description="Validation metric that picks the best checkpoint."
     )
     early_stopping: EarlyStoppingSpec = Field(default_factory=lambda: EarlyStoppingSpec())
+    tensorboard: bool = Field(
+        False,
+        description="Write TensorBoard logs (per-epoch losses, metrics and learning rate) to "
+        "the run's `tensorboard/` folder: `tensorboard --logdir runs/`.",
+    )
     keep_backups: int = Field(
         2,
         ge=1,

@@ -251,6 +251,8 @@ def fit_model(
         _build_compiled_state(model, val_data)
         csv = keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=first > 0)
         callbacks = [nan_guard, LearningRateLogger(), checkpoint, early_stop, csv, backup]
+        if spec.tensorboard:  # after LearningRateLogger, so `lr` is among the scalars
+            callbacks.insert(2, keras.callbacks.TensorBoard(str(run_dir / "tensorboard")))
         if spec.optimizer.ema is not None:  # validate the averaged weights (swapped back after)
             callbacks.insert(0, keras.callbacks.SwapEMAWeights(swap_on_epoch=False))
         result = model.fit(
