@@ -13,6 +13,7 @@ from emotionkit.training.metrics import (
     BalancedAccuracy,
     EarthMovers,
     KLDivergenceMetric,
+    MultiLabelF1,
     TotalVariation,
     build_training_metrics,
 )
@@ -130,10 +131,25 @@ def test_metric_names_stay_what_the_checkpoints_monitor() -> None:
 
 
 @pytest.mark.parametrize(
-    "metric_class", [BalancedAccuracy, TotalVariation, KLDivergenceMetric, EarthMovers]
+    "metric_class",
+    [BalancedAccuracy, TotalVariation, KLDivergenceMetric, EarthMovers, MultiLabelF1],
 )
 def test_metrics_round_trip_through_keras_serialization(metric_class: Any) -> None:
     metric = metric_class()
     restored = keras.metrics.deserialize(keras.metrics.serialize(metric))
     assert type(restored) is metric_class
     assert restored.get_config() == metric.get_config()
+
+
+def test_multilabel_f1_thresholds_logits_at_zero_like_scikit_learn() -> None:
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(1)
+    targets = (rng.uniform(size=(16, K)) < 0.4).astype("float32")
+    logits = rng.normal(size=(16, K)).astype("float32")
+    metrics = {m.name: m for m in build_training_metrics("bce", top_k=2)}
+    for average in ("micro", "macro"):
+        metric = metrics[f"multilabel_{average}_f1"]
+        metric.update_state(targets, logits)
+        expected = f1_score(targets, logits > 0, average=average, zero_division=0)
+        assert value(metric) == pytest.approx(expected, abs=1e-5)

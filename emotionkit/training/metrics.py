@@ -117,6 +117,24 @@ class EarthMovers(_DistanceMean):
         super().__init__(fn=earth_movers_distance, name=name, dtype=dtype)
 
 
+@keras.saving.register_keras_serializable(package="emotionkit")
+class MultiLabelF1(keras.metrics.F1Score):
+    """F1 of multi-label predictions from logits: class k is predicted when sigmoid > 0.5.
+
+    Keras' F1Score thresholds probabilities; the model outputs logits, so they go through a
+    sigmoid first (`threshold` must be in (0, 1]).
+    """
+
+    def __init__(self, average: str = "micro", name: str | None = None, **kwargs: Any) -> None:
+        kwargs.pop("threshold", None)
+        super().__init__(
+            average=average, threshold=0.5, name=name or f"multilabel_{average}_f1", **kwargs
+        )
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+        super().update_state(y_true, keras.ops.sigmoid(y_pred), sample_weight)
+
+
 def build_training_metrics(loss_name: str, top_k: int) -> list[Any]:
     """The metrics `compile_model` attaches, for `train.loss.name` and `train.top_k`.
 
@@ -132,4 +150,6 @@ def build_training_metrics(loss_name: str, top_k: int) -> list[Any]:
     ]
     if loss_name in SOFT_LABEL_LOSSES:
         metrics += [TotalVariation(), KLDivergenceMetric(), EarthMovers()]
+    if loss_name == "bce":  # multi-label: each class decided on its own
+        metrics += [MultiLabelF1(average="micro"), MultiLabelF1(average="macro")]
     return metrics
