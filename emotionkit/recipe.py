@@ -567,6 +567,12 @@ class TrainSpec(Section):
         description="Write TensorBoard logs (per-epoch losses, metrics and learning rate) to "
         "the run's `tensorboard/` folder: `tensorboard --logdir runs/`.",
     )
+    confusion_matrix_every: int = Field(
+        5,
+        ge=0,
+        description="With `tensorboard`: every this many epochs, an image of the row-normalised "
+        "validation confusion matrix (0: never).",
+    )
     keep_backups: int = Field(
         2,
         ge=1,

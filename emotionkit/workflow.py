@@ -194,6 +194,7 @@ def _run_stages(
         jit_compile=choice.jit_compile,
         extra_callbacks=callbacks,
         resume_state=resume_state,
+        class_names=data.class_names,
     )
     if result.failure is not None:
         update_manifest(run_dir, status="failed", failure=result.failure)

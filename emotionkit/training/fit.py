@@ -14,6 +14,7 @@ from emotionkit.models.freeze import unfreeze_all
 from emotionkit.recipe import TrainSpec
 from emotionkit.training.callbacks import (
     AtomicCheckpoint,
+    ConfusionMatrixImage,
     EarlyStop,
     LearningRateLogger,
     ResumeBackup,
@@ -194,6 +195,7 @@ def fit_model(
     jit_compile: bool | str = "auto",
     extra_callbacks: list[Any] | None = None,
     resume_state: dict[str, Any] | None = None,
+    class_names: list[str] | None = None,
 ) -> FitResult:
     """Run `keras.Model.fit`, writing checkpoints, resume backups and history.csv to `run_dir`.
 
@@ -212,6 +214,7 @@ def fit_model(
 
     Args:
         extra_callbacks: more Keras callbacks for both phases (tests record weights with one).
+        class_names: for the TensorBoard confusion-matrix image (`train.tensorboard`).
         resume_state: a backup's `state.json`: training continues after its `epoch` with
             the checkpoint and early-stopping state it recorded; the model must be the
             backup's (compiled, optimizer state included).
@@ -252,7 +255,11 @@ def fit_model(
         csv = keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=first > 0)
         callbacks = [nan_guard, LearningRateLogger(), checkpoint, early_stop, csv, backup]
         if spec.tensorboard:  # after LearningRateLogger, so `lr` is among the scalars
-            callbacks.insert(2, keras.callbacks.TensorBoard(str(run_dir / "tensorboard")))
+            log_dir = run_dir / "tensorboard"
+            callbacks.insert(2, keras.callbacks.TensorBoard(str(log_dir)))
+            if class_names and spec.confusion_matrix_every:
+                every = spec.confusion_matrix_every
+                callbacks.append(ConfusionMatrixImage(log_dir, val_data, class_names, every))
         if spec.optimizer.ema is not None:  # validate the averaged weights (swapped back after)
             callbacks.insert(0, keras.callbacks.SwapEMAWeights(swap_on_epoch=False))
         result = model.fit(
