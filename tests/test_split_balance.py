@@ -166,3 +166,11 @@ def test_decoded_images_are_cached_until_a_file_changes(tmp_path: Path) -> None:
     assert len(images) == 5 and 0 not in kept and "0 bytes" in errors[0]["reason"]
     with pytest.raises(DataError, match="0 bytes"):
         cached_decode(paths, 32, 1, on_error="raise")
+
+
+def test_a_split_left_empty_by_duplicates_is_an_error_naming_the_field(tmp_path: Path) -> None:
+    images = np.zeros((12, 48, 48), np.uint8)  # one image, twelve copies: one group
+    np.savez(tmp_path / "copies.npz", x=images, y=np.arange(12) % 2)
+    spec = DataSpec(source={"kind": "npz", "path": tmp_path / "copies.npz"}, classes=["a", "b"])
+    with pytest.raises(DataError, match=r"data\.val_split .*empty validation split"):
+        load_data(spec, seed=0)

@@ -97,20 +97,30 @@ def load_data(spec: DataSpec, seed: int, split_file: Path | None = None) -> Load
             lists, so a resumed or re-evaluated run sees the same split as the original.
     """
     data = load_source(spec, seed)
-    if "val" not in data.splits:
-        train = data.splits["train"]
-        train_idx, val_idx = stratified_split(
-            train.hard_labels, spec.val_split, seed, groups=content_hashes(train.images)
-        )
-        data.splits = {
-            **data.splits,
-            "train": train.subset(train_idx),
-            "val": train.subset(val_idx),
-        }
-    if split_file is not None:
+    if split_file is not None:  # the saved ids decide; no need to carve (and hash) again
         data.splits = apply_split_file(data.splits, split_file)
+    elif "val" not in data.splits:
+        data.splits = {**data.splits, **carve_validation(data.splits["train"], spec, seed)}
     data.fingerprint = fingerprint(data)
     return data
+
+
+def carve_validation(train: SplitData, spec: DataSpec, seed: int) -> dict[str, SplitData]:
+    """Train and val carved from train by `stratified_split`, duplicates kept together.
+
+    Raises:
+        DataError: the carved validation split is empty.
+    """
+    train_idx, val_idx = stratified_split(
+        train.hard_labels, spec.val_split, seed, groups=content_hashes(train.images)
+    )
+    if len(val_idx) == 0:
+        raise DataError(
+            f"data.val_split ({spec.val_split}) of {len(train)} train images (exact duplicates "
+            "kept together) leaves an empty validation split; raise data.val_split or provide "
+            "a val split."
+        )
+    return {"train": train.subset(train_idx), "val": train.subset(val_idx)}
 
 
 def load_source(spec: DataSpec, seed: int) -> LoadedData:
