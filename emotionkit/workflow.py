@@ -6,6 +6,7 @@ and records what happened in the run directory. It is what `emotionkit train` ru
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,8 +88,6 @@ def resume(
     Raises:
         EmotionkitError: `run_dir` is not a run directory, or the run already completed.
     """
-    import json
-
     from emotionkit.recipe import load_recipe
 
     run_dir = Path(run_dir)
@@ -163,7 +162,9 @@ def _run_stages(
         console.print(_describe_balance(balance, data.class_names), highlight=False)
 
     steps = max(1, len(train_split) // spec.batch_size)
-    model, resume_state = _model_to_train(recipe, choice, data, mean, std, run_dir, resuming)
+    model, resume_state = _model_to_train(
+        recipe, choice, data, mean, std, run_dir, steps, resuming=resuming
+    )
     if resume_state is not None:
         console.print(f"resuming after epoch {resume_state['epoch']}", highlight=False)
 
@@ -223,11 +224,11 @@ def _model_to_train(
     mean: float,
     std: float,
     run_dir: Path,
+    steps_per_epoch: int,
+    *,
     resuming: bool,
 ) -> tuple[Any, dict[str, Any] | None]:
     """A fresh compiled model, or (resuming) the newest backup's model and its state."""
-    import json
-
     import keras
 
     from emotionkit.training import compile_model
@@ -242,11 +243,9 @@ def _model_to_train(
         return model, state
     _truncate_history(run_dir / "history.csv", 0)
     model = _build_model_stage(recipe, data.num_classes, mean, std, run_dir)
-    train_split = data.splits["train"]
-    steps = max(1, len(train_split) // recipe.data.batch_size)
     compile_model(
-        model, recipe.train, steps, choice.jit_compile,
-        class_counts=train_split.class_counts(data.num_classes),
+        model, recipe.train, steps_per_epoch, choice.jit_compile,
+        class_counts=data.splits["train"].class_counts(data.num_classes),
     )  # fmt: skip
     return model, None
 

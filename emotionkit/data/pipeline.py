@@ -149,8 +149,9 @@ def balance_table(spec: DataSpec, counts: list[int]) -> dict[str, Any] | None:
     """
     if spec.balance == "none":
         return None
-    table: dict[str, Any] = {"mode": spec.balance, "counts": counts, "weights": None}
-    table["sampling"] = None
+    table: dict[str, Any] = {
+        "mode": spec.balance, "counts": counts, "weights": None, "sampling": None
+    }  # fmt: skip
     if spec.balance == "class_weights":
         weights = class_weights_from_counts(counts, spec.class_weight_beta)
         table["weights"] = [weights[i] for i in range(len(counts))]

@@ -32,6 +32,11 @@ class LearningRateLogger(keras.callbacks.Callback):
             logs["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
 
+def monitor_sign(monitor: str) -> float:
+    """+1 when a larger `monitor` is better (accuracy, F1), -1 for losses."""
+    return -1.0 if monitor.endswith("loss") else 1.0
+
+
 @contextmanager
 def ema_weights(model: Any) -> Iterator[None]:
     """Inside the block the model holds its EMA weights (if its optimizer keeps an EMA).
@@ -74,7 +79,7 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         self.directory = Path(directory)
         self.monitor = monitor
         self.halted = halted  # a failed epoch (non-finite loss) must not replace good files
-        self.sign = -1.0 if monitor.endswith("loss") else 1.0
+        self.sign = monitor_sign(monitor)
         self.best = -math.inf
         self.best_epoch = -1
 
@@ -112,7 +117,7 @@ class EarlyStop(keras.callbacks.Callback):
     def __init__(self, monitor: str, patience: int | None, min_delta: float) -> None:
         super().__init__()
         self.monitor, self.patience, self.min_delta = monitor, patience, min_delta
-        self.sign = -1.0 if monitor.endswith("loss") else 1.0
+        self.sign = monitor_sign(monitor)
         self.best = -math.inf
         self.wait = 0
         self.stopped_epoch: int | None = None
