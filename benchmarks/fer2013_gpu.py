@@ -6,9 +6,10 @@
 Runs the recipe's runtime (auto: JAX + mixed_bfloat16 + XLA on a GPU), model, optimizer,
 schedule, loss, class weights and EMA through `keras.Model.fit`, on the FER2013
 train split held in memory. It exists because the GPU machine we borrow has JAX but no
-TensorFlow (so no tf.data): the recipe's augmentations are skipped and the figures are
-no-augmentation figures. The validation split is the recipe's (stratified,
-seeded), scored with the same metrics as `emotionkit train`.
+TensorFlow (so no tf.data): the recipe's augmentations run through JAX stand-ins
+(`benchmarks/jax_augment.py`, same distributions, one jitted call per epoch on the GPU), or
+are skipped with `--no-augment`. The validation split is the recipe's (stratified,
+duplicate-aware, seeded), scored with the same metrics as `emotionkit train`.
 
 The pixels file is the 28,709 training images (sorted by path) as raw 48x48 uint8 bytes, LZMA
 compressed; labels are int8 in the folder-name class order.
@@ -52,7 +53,7 @@ def gpu_name() -> str:
 
 
 def train_and_score(
-    recipe: Recipe, x: np.ndarray, y: np.ndarray, budget_s: float
+    recipe: Recipe, x: np.ndarray, y: np.ndarray, budget_s: float, augment: bool
 ) -> dict[str, Any]:
 
     from emotionkit.evaluate import classification_metrics
@@ -67,26 +68,20 @@ def train_and_score(
     model = build_model(
         recipe.model, image_size=48, channels=1, num_classes=7, pixel_mean=mean, pixel_std=std
     )
-    if recipe.data.augment:
-        # emotionkit augments in tf.data; the borrowed GPU machine has no TensorFlow, and
-        # Keras' random layers inside a model turn XLA off (op-by-op, ~50x slower there).
-        print("note: data.augment skipped (no tf.data on this machine); figures are no-aug")
-    trainer = model
     batch = recipe.data.batch_size
     steps = len(train_idx) // batch
     counts = np.bincount(y[train_idx], minlength=7).tolist()
-    compile_model(trainer, recipe.train, steps, jit_compile=True, class_counts=counts)
+    compile_model(model, recipe.train, steps, jit_compile=True, class_counts=counts)
     weights = class_weights_from_counts(counts) if recipe.data.balance == "class_weights" else None
     timer = epoch_timer(budget_s)
     x_float = x.astype(np.float32)
     one_hot = np.eye(7, dtype=np.float32)[y]
-    trainer.fit(
-        x_float[train_idx],
-        one_hot[train_idx],
-        batch_size=batch,
+    ops = recipe.data.augment if augment else []
+    epochs = augmented_epochs(x_float[train_idx], one_hot[train_idx], ops, batch, recipe.seed)
+    model.fit(
+        epochs,
         epochs=recipe.train.epochs,
         class_weight=weights,
-        shuffle=True,
         callbacks=[timer],
         verbose=2,
     )
@@ -94,6 +89,7 @@ def train_and_score(
     metrics = classification_metrics(y[val_idx], np.asarray(logits, np.float32), list(FER_CLASSES))
     steady = timer.epoch_seconds[1:] or timer.epoch_seconds
     return {
+        "augment": [next(iter(op)) for op in ops] if ops else "none",
         "epochs_run": len(timer.epoch_seconds),
         "epochs_planned": recipe.train.epochs,
         "first_epoch_s": round(timer.epoch_seconds[0], 2),
@@ -104,6 +100,46 @@ def train_and_score(
         "val_per_class_f1": {k: round(v["f1"], 3) for k, v in metrics["per_class"].items()},
         "parameters": int(model.count_params()),
     }
+
+
+def augmented_epochs(
+    images: np.ndarray, targets: np.ndarray, ops: list[Any], batch: int, seed: int
+) -> Any:
+    """A `keras.utils.PyDataset` of shuffled, augmented epochs made on the GPU in one call each.
+
+    One `fit` call over it (not one per epoch): `fit` ends by copying the EMA weights into the
+    model, which must happen once, at the end.
+    """
+    import jax
+    import keras
+    from jax_augment import build_epoch_augment  # benchmarks/, next to this script
+
+    augment = build_epoch_augment(ops) if ops else None
+    images_on_device, targets_on_device = jax.device_put(images), jax.device_put(targets)
+
+    class AugmentedEpochs(keras.utils.PyDataset):
+        def __init__(self) -> None:
+            super().__init__()
+            self.epoch = 0
+            self.on_epoch_end()
+
+        def __len__(self) -> int:
+            return -(-len(images) // batch)
+
+        def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+            rows = slice(index * batch, (index + 1) * batch)
+            return self.images[rows], self.targets[rows]
+
+        def on_epoch_end(self) -> None:
+            key = jax.random.fold_in(jax.random.key(seed), self.epoch)
+            order = jax.random.permutation(jax.random.fold_in(key, 1_000_000), len(images))
+            x, y = images_on_device[order], targets_on_device[order]
+            if augment is not None:
+                x, y = augment(key, x, y)
+            self.images, self.targets = np.asarray(x), np.asarray(y)
+            self.epoch += 1
+
+    return AugmentedEpochs()
 
 
 def epoch_timer(budget_s: float) -> Any:
@@ -141,6 +177,9 @@ def main() -> None:
     parser.add_argument("--pixels", type=Path, required=True)
     parser.add_argument("--labels", type=Path, required=True)
     parser.add_argument("--budget-s", type=float, default=1e9, help="stop after this long")
+    parser.add_argument(
+        "--no-augment", action="store_true", help="skip data.augment (no-aug figures)"
+    )
     parser.add_argument("--limit", type=int, help="random subset of this many images (smoke)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
@@ -157,7 +196,7 @@ def main() -> None:
         "overrides": args.overrides,
         "gpu": gpu_name(),
         **{k: v for k, v in choice.as_dict().items() if k != "gpu_visible"},
-        **train_and_score(recipe, x, y, args.budget_s),
+        **train_and_score(recipe, x, y, args.budget_s, not args.no_augment),
         "wall_s": None,
     }
     result["wall_s"] = round(time.perf_counter() - started, 1)
