@@ -24,6 +24,15 @@ from typing import Any
 import numpy as np
 
 from emotionkit.errors import ExportError
+from emotionkit.evaluate.metrics import softmax
+from emotionkit.export_formats import (
+    artifact_metadata,
+    onnx_outputs,
+    quantize_int8,
+    saved_model_outputs,
+    write_onnx,
+    write_saved_model,
+)
 from emotionkit.recipe import ExportSpec, load_recipe
 from emotionkit.runs import package_versions, write_json
 
@@ -68,29 +77,111 @@ def export_with_tensorflow(run_dir: Path, spec: ExportSpec) -> dict[str, Any]:
     staging.mkdir(parents=True)
     model = load_float32_model(run_dir / "checkpoints" / "best.keras")
     images, reference = _parity_reference(export_dir, model)
-    # Calling the model also builds its traced signature, which the ONNX exporter needs.
-    reloaded = np.asarray(model.predict_on_batch(images))
-    checks: dict[str, Any] = {"keras_tensorflow": _compare(reloaded, reference, spec.parity_atol)}
+    metadata = artifact_metadata(run_dir, model)
+    keras_logits = np.asarray(model.predict_on_batch(images))
+    checks: dict[str, Any] = {
+        "keras_tensorflow": _compare(keras_logits, reference, spec.parity_atol)
+    }
     if "saved_model" in spec.formats:
-        model.export(str(staging / "saved_model"), format="tf_saved_model", verbose=False)
-        checks["saved_model"] = _compare(
-            _saved_model_logits(staging / "saved_model", images), reference, spec.parity_atol
+        write_saved_model(model, staging / "saved_model", metadata)
+        checks["saved_model"] = _check_artifact(
+            lambda x: saved_model_outputs(staging / "saved_model", x), images, reference, spec
         )
-    if "onnx" in spec.formats:
-        model.export(str(staging / "model.onnx"), format="onnx", verbose=False)
-        checks["onnx"] = _compare(
-            _onnx_logits(staging / "model.onnx", images), reference, spec.parity_atol
+    if {"onnx", "onnx_int8"} & set(spec.formats):
+        conversion = write_onnx(model, staging / "model.onnx", metadata, spec.opset)
+        checks["onnx"] = _check_artifact(
+            lambda x: onnx_outputs(staging / "model.onnx", x), images, reference, spec
         )
-        checks["onnx"]["opset"] = _onnx_opset(staging / "model.onnx")
+        checks["onnx"].update(conversion)
+    if "onnx_int8" in spec.formats:
+        checks["onnx_int8"] = _export_int8(run_dir, staging, metadata, spec)
+        if "onnx" not in spec.formats:
+            (staging / "model.onnx").unlink()
+            checks["onnx"]["kept"] = False  # built only as the INT8 source
     report = {
         "passed": all(check["passed"] for check in checks.values()),
         "parity_samples": len(images),
         "atol": spec.parity_atol,
         "checks": checks,
+        "metadata": metadata,
         "exported_by": package_versions(),
     }
     _publish(staging, export_dir, report)
     return report
+
+
+def _check_artifact(
+    outputs_of: Any, images: np.ndarray, reference: np.ndarray, spec: ExportSpec
+) -> dict[str, Any]:
+    """Logits vs the training run's at batch sizes 1, 5 and all, and the output contract.
+
+    Several batch sizes because a graph traced with a fixed batch, or batch-dependent ops,
+    would only show up there.
+    """
+    full = outputs_of(images)
+    if set(full) != {"logits", "probabilities"}:
+        return {"passed": False, "reason": f"outputs are {sorted(full)}, not logits/probabilities"}
+    logits = [full["logits"]]
+    logits += [outputs_of(images[:n])["logits"] for n in (1, 5) if n < len(images)]
+    check = _compare(np.concatenate(logits), np.concatenate([reference[: len(x)] for x in logits]),
+                     spec.parity_atol)  # fmt: skip
+    softmax_error = float(np.abs(full["probabilities"] - softmax(full["logits"])).max())
+    check["batch_sizes"] = sorted({len(x) for x in logits})
+    check["probabilities_match_softmax"] = softmax_error < 1e-5
+    check["passed"] = check["passed"] and check["probabilities_match_softmax"]
+    return check
+
+
+def _export_int8(
+    run_dir: Path, staging: Path, metadata: dict[str, str], spec: ExportSpec
+) -> dict[str, Any]:
+    """Quantise the float ONNX; gate on validation accuracy drop and top-1 agreement."""
+    calibration, val_images, val_labels = _int8_data(run_dir, spec.int8_calibration_per_class)
+    quantize_int8(staging / "model.onnx", staging / "model.int8.onnx", calibration, metadata)
+    float_logits = onnx_outputs(staging / "model.onnx", val_images)["logits"]
+    int8_logits = onnx_outputs(staging / "model.int8.onnx", val_images)["logits"]
+    gate = int8_gate(float_logits, int8_logits, val_labels, spec.int8_max_drop)
+    return {"calibration_images": len(calibration), **gate}
+
+
+def int8_gate(
+    float_logits: np.ndarray, int8_logits: np.ndarray, labels: np.ndarray, max_drop: float
+) -> dict[str, Any]:
+    """INT8 passes when its validation accuracy is at most `max_drop` points below float's.
+
+    Top-1 agreement is recorded, not gated: on a hard task quantisation flips some
+    borderline images both ways, which costs agreement but not accuracy.
+    """
+    float_accuracy = float((float_logits.argmax(-1) == labels).mean())
+    int8_accuracy = float((int8_logits.argmax(-1) == labels).mean())
+    drop_points = 100.0 * (float_accuracy - int8_accuracy)
+    return {
+        "validation_images": len(labels),
+        "float_accuracy": float_accuracy,
+        "int8_accuracy": int8_accuracy,
+        "accuracy_drop_points": drop_points,
+        "max_drop_points": max_drop,
+        "top1_agreement": float((float_logits.argmax(-1) == int8_logits.argmax(-1)).mean()),
+        "passed": bool(drop_points <= max_drop + 1e-9),  # 100 * (a - b) rounds up
+    }
+
+
+def _int8_data(run_dir: Path, per_class: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Class-balanced calibration images from train, and the validation split, as in the run."""
+    from emotionkit.data.sources import load_data
+
+    recipe = load_recipe(run_dir / "recipe.yaml")
+    split_file = run_dir / "split.json"
+    data = load_data(recipe.data, recipe.seed, split_file if split_file.exists() else None)
+    train, val = data.splits["train"], data.splits["val"]
+    rng = np.random.default_rng(recipe.seed)
+    labels = train.hard_labels
+    picks = [
+        rng.permutation(np.flatnonzero(labels == c))[:per_class] for c in range(data.num_classes)
+    ]
+    chosen = np.sort(np.concatenate(picks))
+    as_float = np.float32
+    return train.images[chosen].astype(as_float), val.images.astype(as_float), val.hard_labels
 
 
 def load_float32_model(path: Path) -> Any:
@@ -140,27 +231,6 @@ def _compare(candidate: np.ndarray, reference: np.ndarray, atol: float) -> dict[
         "top1_agreement": agreement,
         "passed": bool(max_abs_diff <= atol and agreement == 1.0),
     }
-
-
-def _saved_model_logits(path: Path, images: np.ndarray) -> np.ndarray:
-    import tensorflow as tf
-
-    loaded = tf.saved_model.load(str(path))
-    return np.asarray(loaded.serve(tf.constant(images)))
-
-
-def _onnx_logits(path: Path, images: np.ndarray) -> np.ndarray:
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return np.asarray(session.run(None, {session.get_inputs()[0].name: images})[0])
-
-
-def _onnx_opset(path: Path) -> int:
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    return max(entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx"))
 
 
 def _publish(staging: Path, export_dir: Path, report: dict[str, Any]) -> None:

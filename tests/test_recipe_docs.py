@@ -70,7 +70,10 @@ def test_types_defaults_and_sections_are_readable() -> None:
     assert "| `train.epochs` | `int >= 1` | `10` |" in rendered
     assert "| `data.image_size` | `16 <= int <= 512` | `48` |" in rendered
     assert "| `train.optimizer.clip_norm` | `float > 0 \\| null` | `null` |" in rendered
-    assert "| `export.formats` | `list[saved_model \\| onnx]` | `[saved_model, onnx]` |" in rendered
+    assert (
+        "| `export.formats` | `list[saved_model \\| onnx \\| onnx_int8]` | `[saved_model, onnx]` |"
+        in rendered
+    )
     assert "| `name` | `str` | *required* |" in rendered
     assert "## `data.source` (kind: synthetic)" in rendered
     assert "## `data.source` (kind: image_folder)" in rendered

@@ -118,7 +118,7 @@ def _saved_model_target(path: Path, run_dir: Path | None) -> Target:
 
     def predict(images: np.ndarray) -> np.ndarray:
         outputs = signature(**{input_name: tf.constant(images)})
-        return np.asarray(next(iter(outputs.values())))
+        return np.asarray(outputs.get("logits", next(iter(outputs.values()))))
 
     return Target(
         path=path,
@@ -137,6 +137,8 @@ def _onnx_target(path: Path, run_dir: Path | None) -> Target:
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     model_input = session.get_inputs()[0]
     _, height, _, channels = model_input.shape
+    names = [output.name for output in session.get_outputs()]
+    logits_name = "logits" if "logits" in names else names[0]  # older exports: output_0
     return Target(
         path=path,
         kind="onnx",
@@ -144,7 +146,9 @@ def _onnx_target(path: Path, run_dir: Path | None) -> Target:
         image_size=int(height),
         channels=int(channels),
         num_classes=int(session.get_outputs()[0].shape[-1]),
-        predict=lambda images: np.asarray(session.run(None, {model_input.name: images})[0]),
+        predict=lambda images: np.asarray(
+            session.run([logits_name], {model_input.name: images})[0]
+        ),
     )
 
 

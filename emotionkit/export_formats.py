@@ -1,0 +1,208 @@
+"""The artifact writers behind `emotionkit.export`: SavedModel, ONNX and INT8 ONNX.
+
+Every artifact has the same contract, so any runtime can use it without emotionkit:
+
+- input `image`: float32 NHWC, dynamic batch, raw pixel values 0-255 (uint8 callers cast);
+  normalisation is inside the graph (the model's `normalize` layer);
+- outputs `logits` and `probabilities` (softmax of the logits), float32 (N, K);
+- metadata: class names in output order, input size and channels, the normalisation, the
+  emotionkit version and the SHA-256 of the run's recipe — ONNX `metadata_props` (strings,
+  lists as JSON), SavedModel `assets.extra/emotionkit.json`.
+
+All need TensorFlow (tf2onnx converts a `tf.function`); `emotionkit.export` runs them in a
+TensorFlow-backend process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emotionkit.errors import ExportError
+
+METADATA_FILE = "emotionkit.json"
+MAX_OPSET_TRIES = 4
+
+
+def artifact_metadata(run_dir: Path, model: Any) -> dict[str, str]:
+    """String metadata for every artifact (ONNX metadata_props only holds strings)."""
+    from emotionkit import __version__
+
+    _, size, _, channels = model.input_shape
+    mapping = json.loads((run_dir / "labels_mapping.json").read_text())
+    mean, std = _normalisation(model)
+    return {
+        "class_names": json.dumps([mapping[str(i)] for i in range(len(mapping))]),
+        "image_size": str(size),
+        "channels": str(channels),
+        "input_range": "0-255",
+        "pixel_mean": repr(mean),
+        "pixel_std": repr(std),
+        "emotionkit_version": __version__,
+        "recipe_sha256": hashlib.sha256((run_dir / "recipe.yaml").read_bytes()).hexdigest(),
+    }
+
+
+def _normalisation(model: Any) -> tuple[float, float]:
+    """Mean and std folded into the model's `normalize` Rescaling (x * 1/std - mean/std)."""
+    layer = model.get_layer("normalize")
+    std = 1.0 / float(np.asarray(layer.scale).reshape(-1)[0])
+    return -float(np.asarray(layer.offset).reshape(-1)[0]) * std, std
+
+
+def serving_function(model: Any) -> Any:
+    """A `tf.function`: `image` (N, H, W, C) float32 0-255 -> {logits, probabilities}."""
+    import tensorflow as tf
+
+    _, size, _, channels = model.input_shape
+    spec = tf.TensorSpec([None, size, size, channels], tf.float32, name="image")
+
+    @tf.function(input_signature=[spec])
+    def serve(image: Any) -> dict[str, Any]:
+        logits = tf.cast(model(image, training=False), tf.float32)
+        return {"logits": logits, "probabilities": tf.nn.softmax(logits)}
+
+    return serve
+
+
+def write_saved_model(model: Any, path: Path, metadata: dict[str, str]) -> None:
+    """SavedModel with the `serving_default` signature of `serving_function`."""
+    import keras
+
+    serve = serving_function(model)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(name="serve", fn=serve)
+    archive.write_out(str(path), verbose=False)
+    extra = path / "assets.extra"  # TF Serving's folder for files beside the graph
+    extra.mkdir(exist_ok=True)
+    (extra / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+
+
+def write_onnx(
+    model: Any, path: Path, metadata: dict[str, str], opset: int | None
+) -> dict[str, Any]:
+    """Convert with tf2onnx at `opset` (or the newest that works); returns opset + fallbacks.
+
+    `opset: null` tries the newest opset tf2onnx and onnx both know, then lower ones, and
+    records why each was refused; a fixed opset is tried alone.
+    """
+    fallbacks: list[dict[str, Any]] = []
+    for candidate in _opset_candidates(opset):
+        try:
+            _convert(model, path, candidate)
+            _check_loads(path)
+        except Exception as error:  # tf2onnx and onnxruntime raise many types
+            fallbacks.append({"opset": candidate, "reason": f"{type(error).__name__}: {error}"})
+            continue
+        _set_metadata(path, metadata)
+        return {"opset": candidate, "opset_fallbacks": fallbacks}
+    raise ExportError(f"ONNX conversion failed at every opset tried: {json.dumps(fallbacks)}")
+
+
+def _opset_candidates(opset: int | None) -> list[int]:
+    if opset is not None:
+        return [opset]
+    import onnx
+    import tf2onnx.constants
+
+    newest = min(max(tf2onnx.constants.OPSET_TO_IR_VERSION), onnx.defs.onnx_opset_version())
+    return list(range(newest, newest - MAX_OPSET_TRIES, -1))
+
+
+def _convert(model: Any, path: Path, opset: int) -> None:
+    import tf2onnx
+    from keras.src.export.tf2onnx_lib import patch_tf2onnx
+
+    patch_tf2onnx()  # tf2onnx 1.17 still uses NumPy aliases removed in NumPy 2 (as Keras does)
+    serve = serving_function(model)
+    tf2onnx.convert.from_function(
+        serve, input_signature=serve.input_signature, opset=opset, output_path=str(path)
+    )
+
+
+def _check_loads(path: Path) -> None:
+    import onnxruntime as ort
+
+    ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def _set_metadata(path: Path, metadata: dict[str, str]) -> None:
+    import onnx
+
+    proto = onnx.load(str(path))
+    del proto.metadata_props[:]
+    for key, value in metadata.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(proto, str(path))
+
+
+def read_onnx_metadata(path: Path) -> dict[str, str]:
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    return {entry.key: entry.value for entry in proto.metadata_props}
+
+
+def quantize_int8(
+    float_path: Path, int8_path: Path, calibration: np.ndarray, metadata: dict[str, str]
+) -> None:
+    """Static INT8 (QDQ, per-channel weights) calibrated on `calibration` images.
+
+    Static rather than dynamic quantisation: convolutions dominate, and onnxruntime's dynamic
+    mode only quantises MatMul/Gemm weights.
+    """
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quant_pre_process,
+        quantize_static,
+    )
+
+    class Batches(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches: Iterator[np.ndarray] = iter(np.array_split(calibration, 8))
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            batch = next(self.batches, None)
+            return None if batch is None or not len(batch) else {"image": batch}
+
+    prepared = int8_path.with_name("prepared.onnx")
+    quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=True)  # no sympy
+    quantize_static(
+        str(prepared),
+        str(int8_path),
+        Batches(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+    )
+    prepared.unlink()
+    _set_metadata(int8_path, {**metadata, "quantization": "int8-static-qdq"})
+
+
+def onnx_outputs(path: Path, images: np.ndarray) -> dict[str, np.ndarray]:
+    """{logits, probabilities} of an ONNX file on float32 images (onnxruntime, CPU)."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [output.name for output in session.get_outputs()]
+    values = session.run(names, {"image": images.astype(np.float32)})
+    return dict(zip(names, (np.asarray(v) for v in values), strict=True))
+
+
+def saved_model_outputs(path: Path, images: np.ndarray) -> dict[str, np.ndarray]:
+    """{logits, probabilities} of a SavedModel's `serving_default` signature."""
+    import tensorflow as tf
+
+    signature = tf.saved_model.load(str(path)).signatures["serving_default"]
+    outputs = signature(image=tf.constant(images.astype(np.float32)))
+    return {name: np.asarray(value) for name, value in outputs.items()}
