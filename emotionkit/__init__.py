@@ -23,6 +23,7 @@ __all__ = [
     "DataError",
     "EmotionkitError",
     "ExportError",
+    "Predictor",
     "Recipe",
     "RecipeError",
     "__version__",
@@ -34,6 +35,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from emotionkit.export import export_run
+    from emotionkit.predict import Predictor
     from emotionkit.workflow import resume, train
 
 
@@ -47,4 +49,8 @@ def __getattr__(name: str) -> Any:
         from emotionkit.export import export_run
 
         return export_run
+    if name == "Predictor":  # onnxruntime + OpenCV only: no TensorFlow, Keras or JAX
+        from emotionkit.predict import Predictor
+
+        return Predictor
     raise AttributeError(f"module 'emotionkit' has no attribute {name!r}")

@@ -264,6 +264,83 @@ def data_inspect(
     typer.echo(str(out_dir))
 
 
+@app.command()
+def predict(
+    model: Path = typer.Argument(
+        ..., help="An .onnx file, or a run directory (export/model.onnx)."
+    ),
+    inputs: list[Path] = typer.Argument(
+        ..., help="Image files, folders (searched recursively) or videos (.mp4 .avi .mov .mkv)."
+    ),
+    faces: str = typer.Option(
+        "auto",
+        "--faces",
+        help="auto | none. auto: classify small near-square images whole and each detected "
+        "face of larger ones; none: classify every image whole.",
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", help="Also write the results to a .jsonl or .csv file.", show_default=False
+    ),
+    annotate: Path | None = typer.Option(
+        None,
+        "--annotate",
+        help="Folder for copies with boxes and labels drawn.",
+        show_default=False,
+    ),
+    every: int = typer.Option(10, "--every", min=1, help="Classify every Nth frame of a video."),
+    cascade: Path | None = typer.Option(
+        None,
+        "--cascade",
+        help="OpenCV cascade XML for finding faces.",
+        show_default="OpenCV's haarcascade_frontalface_default.xml",
+    ),
+) -> None:
+    """Classify facial expressions in images, folders and videos with an exported ONNX model.
+
+    Runs on onnxruntime and OpenCV only: no TensorFlow, Keras or JAX.
+    Unreadable inputs are reported on stderr and skipped; if none can be read, exit code 2.
+    See docs/predict.md.
+    """
+    from typing import cast
+
+    from rich.console import Console
+
+    from emotionkit.errors import DataError
+    from emotionkit.predict import Predictor, predict_inputs
+    from emotionkit.predict.outputs import (
+        Annotator,
+        check_results_path,
+        results_table,
+        write_results,
+    )
+    from emotionkit.predict.predictor import FaceMode, Prediction
+
+    if faces not in ("auto", "none"):
+        raise EmotionkitError(f"--faces must be auto or none, got {faces!r}.")
+    if out is not None:
+        check_results_path(out)
+    predictor = Predictor(model, cascade=cascade)
+    annotator = None if annotate is None else Annotator(annotate)
+    skipped: list[str] = []
+
+    def report_skipped(message: str) -> None:
+        skipped.append(message)
+        typer.echo(f"skipped: {message}", err=True)
+
+    predictions: list[Prediction] = []
+    mode = cast(FaceMode, faces)
+    for result in predict_inputs(predictor, inputs, report_skipped, faces=mode, every=every):
+        predictions.extend(result.predictions)
+        if annotator is not None:
+            annotator.write(result)
+    if not predictions:
+        raise DataError(f"none of the {len(inputs)} inputs could be read (see above).")
+    Console().print(results_table(predictions))
+    if out is not None:
+        write_results(predictions, out, predictor.class_names)
+        typer.echo(str(out))
+
+
 def main() -> None:
     """Console-script entry point: run the app, turning input errors into exit code 2."""
     try:

@@ -1,0 +1,162 @@
+"""The ONNX contract that `emotionkit export` writes and that `Predictor` reads.
+
+One input `image`: float32 NHWC [N, H, W, C], raw 0-255 pixels (the graph normalises).
+Two outputs `logits` and `probabilities`: float32 [N, K]. The file's `metadata_props` say
+what the K outputs and the input are (`class_names`, `image_size`, `channels`,
+`input_range`, ...). Only onnxruntime is used here: `import onnx` alone costs more than
+the session we need, and the session already exposes the metadata.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import onnxruntime as ort
+from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
+
+from emotionkit.errors import DataError
+
+INPUT_NAME = "image"
+OUTPUT_NAMES = ("logits", "probabilities")
+# Keys the predictor needs to feed the model and name its outputs; the others the exporter
+# writes (`pixel_mean`, `pixel_std`, `emotionkit_version`, `recipe_sha256`) are informational.
+REQUIRED_METADATA = ("class_names", "image_size", "channels", "input_range")
+INPUT_RANGE = "0-255"
+# Raised by InferenceSession for a file that is not a loadable ONNX model.
+_LOAD_ERRORS = (
+    ort_errors.Fail,
+    ort_errors.InvalidArgument,
+    ort_errors.InvalidGraph,
+    ort_errors.InvalidProtobuf,
+    ort_errors.NoSuchFile,
+    ort_errors.NotImplemented,
+    ort_errors.RuntimeException,
+)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the predictor needs to know about an exported model, from its metadata.
+
+    Attributes:
+        path: The `.onnx` file.
+        class_names: The K class names, in output order.
+        image_size: Input height and width in pixels (H == W).
+        channels: 1 for grayscale, 3 for RGB.
+        metadata: Every `metadata_props` entry, as stored (strings).
+    """
+
+    path: Path
+    class_names: tuple[str, ...]
+    image_size: int
+    channels: int
+    metadata: dict[str, str]
+
+
+def resolve_model_path(path: Path) -> Path:
+    """The `.onnx` file for `path`: the file itself, or a run directory's export/model.onnx."""
+    if path.is_dir():
+        onnx_path = path / "export" / "model.onnx"
+        if not onnx_path.is_file():
+            raise DataError(
+                f"{onnx_path} not found: {path} is a folder but not an exported run "
+                "(run `emotionkit export RUN_DIR`, or give the .onnx file)."
+            )
+        return onnx_path
+    if not path.is_file():
+        raise DataError(f"{path} not found: give an .onnx file or a run directory.")
+    return path
+
+
+def open_session(path: Path) -> tuple[ort.InferenceSession, ModelInfo]:
+    """Open `path` (an .onnx file or run directory) on the CPU and read its contract."""
+    onnx_path = resolve_model_path(path)
+    try:
+        session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    except _LOAD_ERRORS as error:
+        raise DataError(f"{onnx_path} is not a loadable ONNX model: {error}") from error
+    return session, read_model_info(session, onnx_path)
+
+
+def read_model_info(session: ort.InferenceSession, path: Path) -> ModelInfo:
+    """Check the session's input, outputs and metadata against the contract."""
+    metadata = dict(session.get_modelmeta().custom_metadata_map)
+    missing = [key for key in REQUIRED_METADATA if key not in metadata]
+    if missing:
+        raise DataError(
+            f"{path} is not an emotionkit ONNX model: metadata_props lacks {', '.join(missing)} "
+            "(export it with `emotionkit export`)."
+        )
+    info = ModelInfo(
+        path=path,
+        class_names=_parse_class_names(metadata["class_names"], path),
+        image_size=_parse_int(metadata, "image_size", path),
+        channels=_parse_int(metadata, "channels", path),
+        metadata=metadata,
+    )
+    _check_metadata_values(info, path)
+    _check_signature(session, info, path)
+    return info
+
+
+def _parse_class_names(text: str, path: Path) -> tuple[str, ...]:
+    try:
+        names: Any = json.loads(text)
+    except json.JSONDecodeError:
+        names = None
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise DataError(f"{path}: metadata class_names must be a JSON list of names, got {text!r}.")
+    return tuple(names)
+
+
+def _parse_int(metadata: dict[str, str], key: str, path: Path) -> int:
+    try:
+        return int(metadata[key])
+    except ValueError:
+        raise DataError(
+            f"{path}: metadata {key} must be an integer, got {metadata[key]!r}."
+        ) from None
+
+
+def _check_metadata_values(info: ModelInfo, path: Path) -> None:
+    if info.channels not in (1, 3):
+        raise DataError(f"{path}: metadata channels must be 1 or 3, got {info.channels}.")
+    if info.image_size < 1:
+        raise DataError(f"{path}: metadata image_size must be positive, got {info.image_size}.")
+    if info.metadata["input_range"] != INPUT_RANGE:
+        raise DataError(
+            f"{path}: metadata input_range is {info.metadata['input_range']!r}; "
+            f"this predictor feeds raw {INPUT_RANGE} pixels."
+        )
+
+
+def _check_signature(session: ort.InferenceSession, info: ModelInfo, path: Path) -> None:
+    """The input and output names and static sizes must agree with the metadata."""
+    inputs = {node.name: node.shape for node in session.get_inputs()}
+    outputs = {node.name: node.shape for node in session.get_outputs()}
+    if INPUT_NAME not in inputs or not set(OUTPUT_NAMES) <= set(outputs):
+        raise DataError(
+            f"{path}: expected input 'image' and outputs 'logits', 'probabilities'; "
+            f"found inputs {sorted(inputs)} and outputs {sorted(outputs)}."
+        )
+    expected = [info.image_size, info.image_size, info.channels]
+    shape = list(inputs[INPUT_NAME])
+    # Dimensions may be symbolic (strings such as "N"): only fixed integers are compared.
+    fits = len(shape) == 4 and all(
+        not isinstance(have, int) or have == want
+        for have, want in zip(shape[1:], expected, strict=True)
+    )
+    if not fits:
+        raise DataError(
+            f"{path}: input 'image' has shape {shape}, but the metadata says "
+            f"[N, {info.image_size}, {info.image_size}, {info.channels}]."
+        )
+    classes = outputs["probabilities"][-1]
+    if isinstance(classes, int) and classes != len(info.class_names):
+        raise DataError(
+            f"{path}: the model has {classes} outputs but metadata class_names lists "
+            f"{len(info.class_names)} names."
+        )
