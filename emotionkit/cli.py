@@ -82,13 +82,20 @@ def train(
 @app.command()
 def export(
     run_dir: Path = typer.Argument(..., help="A run directory written by `train`."),
+    formats: str | None = typer.Option(
+        None,
+        "--format",
+        help="Comma-separated: saved_model, onnx, onnx_int8.",
+        show_default="the run recipe's export.formats",
+    ),
 ) -> None:
-    """(Re-)export a run's best checkpoint to SavedModel and ONNX, with the parity check."""
+    """(Re-)export a run's best checkpoint, each artifact through the parity gate."""
     from emotionkit.export import export_run
 
     if not (run_dir / "checkpoints" / "best.keras").is_file():
         raise EmotionkitError(f"{run_dir} is not a run directory (no checkpoints/best.keras).")
-    report = export_run(run_dir)
+    overrides = [f"export.formats=[{formats}]"] if formats else []
+    report = export_run(run_dir, load_recipe(run_dir / "recipe.yaml", overrides).export)
     if not report:
         raise EmotionkitError(f"{run_dir}/recipe.yaml lists no export.formats; nothing to do.")
     typer.echo(json.dumps({name: c["max_abs_diff"] for name, c in report["checks"].items()}))

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from emotionkit.errors import ExportError
+from emotionkit.errors import EmotionkitError, ExportError
 from emotionkit.evaluate.metrics import softmax
 from emotionkit.export_formats import (
     artifact_metadata,
@@ -58,7 +58,7 @@ def export_run(run_dir: Path, spec: ExportSpec | None = None) -> dict[str, Any]:
         return {}
     if _active_backend() == "tensorflow":
         return export_with_tensorflow(run_dir, spec)
-    return _export_in_child_process(run_dir)
+    return _export_in_child_process(run_dir, spec)
 
 
 def write_parity_reference(run_dir: Path, images: np.ndarray, logits: np.ndarray) -> None:
@@ -256,10 +256,10 @@ def _active_backend() -> str:
     return os.environ.get("KERAS_BACKEND", "tensorflow")
 
 
-def _export_in_child_process(run_dir: Path) -> dict[str, Any]:
+def _export_in_child_process(run_dir: Path, spec: ExportSpec) -> dict[str, Any]:
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2"}
     result = subprocess.run(
-        [sys.executable, "-m", "emotionkit.export", str(run_dir)],
+        [sys.executable, "-m", "emotionkit.export", str(run_dir), spec.model_dump_json()],
         env=env,
         capture_output=True,
         text=True,
@@ -271,11 +271,20 @@ def _export_in_child_process(run_dir: Path) -> dict[str, Any]:
 
 
 def _main(argv: list[str]) -> int:
-    """Child-process entry point: `python -m emotionkit.export RUN_DIR` (TensorFlow backend)."""
+    """Child-process entry point: `python -m emotionkit.export RUN_DIR [SPEC_JSON]`.
+
+    Runs on the TensorFlow backend; SPEC_JSON (an `ExportSpec`) defaults to the run's recipe.
+    """
     os.environ["KERAS_BACKEND"] = "tensorflow"
+    run_dir = Path(argv[0])
+    spec = (
+        ExportSpec.model_validate_json(argv[1])
+        if len(argv) > 1
+        else load_recipe(run_dir / "recipe.yaml").export
+    )
     try:
-        export_with_tensorflow(Path(argv[0]), load_recipe(Path(argv[0]) / "recipe.yaml").export)
-    except ExportError as error:
+        export_with_tensorflow(run_dir, spec)
+    except EmotionkitError as error:
         print(error, file=sys.stderr)
         return 2
     return 0

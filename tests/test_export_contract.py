@@ -103,3 +103,24 @@ def test_wrong_normalisation_fails_the_parity_gate(exported_run: Path, tmp_path:
     bad = _check_artifact(lambda x: onnx_outputs(broken, x), images, reference, spec)
     assert good["passed"] is True
     assert bad["passed"] is False and bad["max_abs_diff"] > 1e-3
+
+
+def test_cli_export_format_option_picks_the_artifacts(exported_run: Path, tmp_path: Path) -> None:
+    """`--format` overrides the recipe (and reaches the TensorFlow child of a JAX run)."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from emotionkit.cli import app
+
+    copy = tmp_path / "run"
+    shutil.copytree(exported_run, copy)
+    for artifact in ("saved_model", "model.onnx", "model.int8.onnx", "export.json"):
+        path = copy / "export" / artifact
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    result = CliRunner().invoke(app, ["export", str(copy), "--format", "onnx"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((copy / "export" / "export.json").read_text())
+    assert set(report["checks"]) == {"keras_tensorflow", "onnx"} and report["passed"]
+    assert (copy / "export" / "model.onnx").is_file()
+    assert not (copy / "export" / "saved_model").exists()
