@@ -29,6 +29,8 @@ model_app = typer.Typer(help="Inspect models.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
 data_app = typer.Typer(help="Inspect data sources.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+models_app = typer.Typer(help="Models bundled with emotionkit.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
 
 _state = {"debug": False}
 
@@ -273,11 +275,12 @@ def data_inspect(
 
 @app.command()
 def predict(
-    model: Path = typer.Argument(
-        ..., help="An .onnx file, or a run directory (export/model.onnx)."
-    ),
-    inputs: list[Path] = typer.Argument(
-        ..., help="Image files, folders (searched recursively) or videos (.mp4 .avi .mov .mkv)."
+    paths: list[Path] = typer.Argument(
+        ...,
+        help="[MODEL] INPUT...: MODEL is an .onnx file or a run directory (export/model.onnx), "
+        "default the bundled FER2013 model; INPUTs are image files, folders (searched "
+        "recursively) or videos (.mp4 .avi .mov .mkv).",
+        show_default=False,
     ),
     faces: str = typer.Option(
         "auto",
@@ -326,6 +329,7 @@ def predict(
         raise EmotionkitError(f"--faces must be auto or none, got {faces!r}.")
     if out is not None:
         check_results_path(out)
+    model, inputs = _model_and_inputs(paths)
     predictor = Predictor(model, cascade=cascade)
     annotator = None if annotate is None else Annotator(annotate)
     skipped: list[str] = []
@@ -346,6 +350,47 @@ def predict(
     if out is not None:
         write_results(predictions, out, predictor.class_names)
         typer.echo(str(out))
+
+
+def _model_and_inputs(paths: list[Path]) -> tuple[Path, list[Path]]:
+    """Split `[MODEL] INPUT...`: the first path is the model when it is an .onnx file or an
+    exported run directory; otherwise every path is an input and the bundled model runs."""
+    from emotionkit.bundled import bundled_model_path
+
+    first = paths[0]
+    is_model = first.suffix == ".onnx" or (first / "export" / "model.onnx").is_file()
+    if is_model and len(paths) > 1:
+        return first, paths[1:]
+    if is_model:
+        raise EmotionkitError(f"{first} is a model: give at least one image, folder or video.")
+    return bundled_model_path(), paths
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """The models bundled with emotionkit (used when `predict` gets no model)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from emotionkit.bundled import list_bundled
+
+    table = Table(title="Bundled models")
+    for column in ("name", "input", "classes", "val accuracy", "val macro-F1", "size"):
+        table.add_column(column)
+    rows = list_bundled()
+    for row in rows:
+        name = f"{row['name']} (default)" if row["default"] else str(row["name"])
+        classes = row["classes"]
+        assert isinstance(classes, list)
+        table.add_row(
+            name, str(row["input"]), str(len(classes)), str(row["val_accuracy"]),
+            str(row["val_macro_f1"]), f"{row['size_mb']} MB",
+        )  # fmt: skip
+    console = Console()
+    console.print(table)
+    for row in rows:
+        console.print(f"{row['name']}: {row['path']}\n  trained by: {row['training_command']}",
+                      highlight=False, soft_wrap=True)  # fmt: skip
 
 
 def main() -> None:
