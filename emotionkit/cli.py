@@ -352,6 +352,46 @@ def predict(
         typer.echo(str(out))
 
 
+@app.command()
+def serve(
+    model: Path | None = typer.Argument(
+        None,
+        help="An .onnx file or a run directory (export/model.onnx); default the bundled "
+        "FER2013 model.",
+        show_default=False,
+        metavar="MODEL",
+    ),
+    host: str = typer.Option(
+        "127.0.0.1",
+        "--host",
+        help="Address to listen on. 0.0.0.0 exposes the server (no auth, no TLS) to the network.",
+    ),
+    port: int = typer.Option(8000, "--port", min=1, max=65535, help="TCP port."),
+) -> None:
+    """Serve a model over HTTP: POST /v1/predict, GET /v1/model, /healthz and a demo page at /.
+
+    Runs on onnxruntime, OpenCV, Starlette and uvicorn: no TensorFlow, Keras or JAX.
+    Needs the `serve` extra (install command: docs/serve.md).
+    """
+    import importlib.util
+
+    missing = [m for m in ("starlette", "uvicorn", "multipart") if not importlib.util.find_spec(m)]
+    if missing:
+        raise EmotionkitError(
+            f"emotionkit serve needs the serve extra ({', '.join(missing)} not installed): "
+            "pip install 'emotionkit[serve]'"
+        )
+    from emotionkit.serve.server import is_loopback, run_server
+
+    if not is_loopback(host):
+        typer.echo(
+            f"warning: --host {host} makes the server reachable from other machines; it has "
+            "no authentication and no TLS. Use it only on a network you trust.",
+            err=True,
+        )
+    run_server(model, host=host, port=port)
+
+
 def _model_and_inputs(paths: list[Path]) -> tuple[Path, list[Path]]:
     """Split `[MODEL] INPUT...`: the first path is the model when it is an .onnx file or an
     exported run directory; otherwise every path is an input and the bundled model runs."""
