@@ -54,6 +54,35 @@ class RuntimeSpec(Section):
     jit_compile: Literal["auto"] | bool = Field(
         "auto", description="XLA compilation of the train step. `auto`: Keras' own choice."
     )
+    distribution: Literal["none", "data_parallel"] = Field(
+        "none",
+        description="`data_parallel`: replicate the model on `devices` and split each "
+        "`data.batch_size` (the global batch) evenly across them, with Keras' "
+        "`DataParallel` (JAX) or `tf.distribute.MirroredStrategy` (TensorFlow; "
+        "`MultiWorkerMirroredStrategy` when `TF_CONFIG` is set). Multi-host set-up: "
+        "docs/distributed.md.",
+    )
+    devices: Literal["all"] | int = Field(
+        "all",
+        description="`data_parallel`: `all` local accelerators (GPUs/TPUs, else CPU devices) "
+        "or the first N of them on each host.",
+    )
+
+    @field_validator("devices")
+    @classmethod
+    def _positive_device_count(cls, value: Literal["all"] | int) -> Literal["all"] | int:
+        if value != "all" and value < 1:
+            raise ValueError("must be `all` or a device count >= 1")
+        return value
+
+    @model_validator(mode="after")
+    def _devices_need_data_parallel(self) -> RuntimeSpec:
+        if self.distribution == "none" and self.devices != "all":
+            raise ValueError(
+                "runtime.devices applies to runtime.distribution data_parallel: set "
+                "runtime.distribution=data_parallel or remove runtime.devices"
+            )
+        return self
 
 
 class SyntheticSource(Section):
@@ -213,7 +242,12 @@ class DataSpec(Section):
         description="Fraction of train carved out (stratified, seeded) as validation when the "
         "source has no validation split.",
     )
-    batch_size: int = Field(64, ge=1, description="Global batch size.")
+    batch_size: int = Field(
+        64,
+        ge=1,
+        description="Global batch size: with `runtime.distribution: data_parallel` it is "
+        "split evenly across all devices of all hosts (it must divide by the device count).",
+    )
     classes: list[str] | None = Field(
         None,
         description="Class names in label order. Default: sorted folder names "
@@ -352,7 +386,11 @@ class OptimizerSpec(Section):
         description="`adamw` (Loshchilov & Hutter 2019) or `sgd` (with `momentum` and "
         "`nesterov`). Both take `weight_decay`, `clip_norm`, `ema` and `grad_accum`.",
     )
-    lr: float = Field(1e-3, gt=0.0, description="Peak learning rate.")
+    lr: float = Field(
+        1e-3,
+        gt=0.0,
+        description="Peak learning rate (at `lr_reference_batch` when `lr_scaling` is set).",
+    )
     weight_decay: float = Field(
         0.05,
         ge=0.0,
@@ -380,6 +418,30 @@ class OptimizerSpec(Section):
         "effective batch is `data.batch_size * grad_accum` (BatchNorm still sees single "
         "batches). The schedule still counts batches.",
     )
+    lr_scaling: Literal["none", "linear", "sqrt"] = Field(
+        "none",
+        description="Scale `lr` with the effective global batch B = `data.batch_size * "
+        "grad_accum` relative to `lr_reference_batch` (the batch `lr` was tuned at): "
+        "`linear` uses lr * B / reference (Goyal et al. 2017, with the warmup of "
+        "`train.schedule`), `sqrt` lr * sqrt(B / reference) (often preferred for "
+        "Adam-type optimizers). The device count does not enter: `data.batch_size` is "
+        "already the global batch. The applied rate is printed and saved in manifest.json.",
+    )
+    lr_reference_batch: int | None = Field(
+        None,
+        ge=1,
+        description="With `lr_scaling`: the global batch at which `lr` was tuned, e.g. 32 "
+        "when a recipe tuned at batch 32 is run at `data.batch_size: 256` on 8 GPUs.",
+    )
+
+    @model_validator(mode="after")
+    def _lr_scaling_needs_reference(self) -> OptimizerSpec:
+        if (self.lr_scaling == "none") != (self.lr_reference_batch is None):
+            raise ValueError(
+                "set train.optimizer.lr_scaling (linear or sqrt) and "
+                "train.optimizer.lr_reference_batch together, or neither"
+            )
+        return self
 
     @model_validator(mode="after")
     def _sgd_options_need_sgd(self) -> OptimizerSpec:

@@ -12,10 +12,13 @@ import os
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from emotionkit.errors import EmotionkitError
 from emotionkit.recipe import RuntimeSpec
+
+if TYPE_CHECKING:
+    from emotionkit.distribution import Distribution
 
 NVIDIA_GPU_DIR = Path("/proc/driver/nvidia/gpus")
 
@@ -30,6 +33,8 @@ class RuntimeChoice:
     precision_reason: str
     jit_compile: bool | str
     gpu_visible: bool
+    distribution: str = "none"
+    devices: str | int = "all"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,7 +96,16 @@ def resolve_runtime(spec: RuntimeSpec) -> RuntimeChoice:
     jit: bool | str = spec.jit_compile
     if jit == "auto" and gpu:
         jit = True
-    return RuntimeChoice(backend, backend_reason, precision, precision_reason, jit, gpu)
+    return RuntimeChoice(
+        backend,
+        backend_reason,
+        precision,
+        precision_reason,
+        jit,
+        gpu,
+        spec.distribution,
+        spec.devices,
+    )
 
 
 def activate_backend(backend: str) -> None:
@@ -126,15 +140,26 @@ def apply_tensorflow_workarounds() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2" if nvidia_gpu_visible() else "3")
 
 
-def configure_frameworks(choice: RuntimeChoice, seed: int) -> None:
-    """Apply the backend, dtype policy and seeds (imports Keras)."""
+def configure_frameworks(choice: RuntimeChoice, seed: int) -> Distribution:
+    """Apply the backend, distribution, dtype policy and seeds (imports Keras).
+
+    The distribution starts before the seeds: multi-host JAX and TensorFlow's multi-worker
+    strategy refuse to start after the first computation, and seeding computes.
+
+    Returns:
+        The devices the run trains on and the scope to build and fit the model in.
+    """
+    from emotionkit.distribution import start_distribution
+
     activate_backend(choice.backend)
     if choice.backend == "jax":
         _keep_tensorflow_off_the_gpu()
     import keras
 
+    distribution = start_distribution(choice.distribution, choice.devices, choice.backend)
     keras.config.set_dtype_policy(choice.precision)
     seed_everything(seed)
+    return distribution
 
 
 def seed_everything(seed: int) -> None:

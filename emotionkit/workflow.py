@@ -7,15 +7,16 @@ and records what happened in the run directory. It is what `emotionkit train` ru
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
 from emotionkit.errors import EmotionkitError
-from emotionkit.recipe import Recipe
+from emotionkit.recipe import Recipe, TrainSpec
 from emotionkit.runs import (
     create_run_dir,
     git_commit,
@@ -24,6 +25,9 @@ from emotionkit.runs import (
     write_json,
 )
 from emotionkit.runtime import RuntimeChoice, configure_frameworks, resolve_runtime
+
+if TYPE_CHECKING:
+    from emotionkit.distribution import Distribution
 
 
 class TrainingFailedError(EmotionkitError):
@@ -58,8 +62,8 @@ def train(
     """
     console = console or Console()
     started = time.time()
-    choice = _start_runtime(recipe, console)
-    run_dir = create_run_dir(Path(runs_dir), recipe.name)
+    choice, distribution, plan = _start_runtime(recipe, console)
+    run_dir = create_run_dir(_writable_runs_dir(runs_dir, distribution), recipe.name)
     (run_dir / "recipe.yaml").write_text(recipe.to_yaml())
     update_manifest(
         run_dir,
@@ -69,8 +73,11 @@ def train(
         git_commit=git_commit(),
         runtime=choice.as_dict(),
         devices=_device_names(),
+        distribution=plan,
     )
-    metrics, export = _run_stages(recipe, choice, run_dir, console, callbacks, resuming=False)
+    metrics, export = _run_stages(
+        recipe, choice, (distribution, plan), run_dir, console, callbacks, resuming=False
+    )
     update_manifest(run_dir, status="completed", wall_seconds=round(time.time() - started, 1))
     return TrainResult(run_dir, metrics, export)
 
@@ -100,17 +107,28 @@ def resume(
     console = console or Console()
     started = time.time()
     recipe = load_recipe(run_dir / "recipe.yaml")
-    choice = _start_runtime(recipe, console)
+    choice, distribution, plan = _start_runtime(recipe, console)
     update_manifest(
-        run_dir, status="running", failure=None, resumed=int(manifest.get("resumed", 0)) + 1
+        run_dir,
+        status="running",
+        failure=None,
+        resumed=int(manifest.get("resumed", 0)) + 1,
+        distribution=plan,
     )
-    metrics, export = _run_stages(recipe, choice, run_dir, console, callbacks, resuming=True)
+    metrics, export = _run_stages(
+        recipe, choice, (distribution, plan), run_dir, console, callbacks, resuming=True
+    )
     wall = float(manifest.get("wall_seconds") or 0.0) + time.time() - started
     update_manifest(run_dir, status="completed", wall_seconds=round(wall, 1))
     return TrainResult(run_dir, metrics, export)
 
 
-def _start_runtime(recipe: Recipe, console: Console) -> RuntimeChoice:
+def _start_runtime(
+    recipe: Recipe, console: Console
+) -> tuple[RuntimeChoice, Distribution, dict[str, Any]]:
+    """Backend, devices and batch split, checked before anything is written."""
+    from emotionkit.distribution import batch_plan, describe_plan
+
     choice = resolve_runtime(recipe.runtime)
     console.print(
         f"backend: {choice.backend} ({choice.backend_reason}); precision: "
@@ -118,13 +136,28 @@ def _start_runtime(recipe: Recipe, console: Console) -> RuntimeChoice:
         highlight=False,
         soft_wrap=True,
     )
-    configure_frameworks(choice, recipe.seed)
-    return choice
+    distribution = configure_frameworks(choice, recipe.seed)
+    plan = batch_plan(distribution, recipe.data.batch_size, recipe.train.optimizer)
+    console.print(describe_plan(plan), highlight=False, soft_wrap=True)
+    return choice, distribution, plan
+
+
+def _writable_runs_dir(runs_dir: str | Path, distribution: Distribution) -> Path:
+    """Process 0 writes the run; other processes of a multi-host job write to a temp folder.
+
+    Every process runs the same steps (saving included: tf.distribute's multi-worker
+    saving needs all workers), but only one copy of checkpoints and exports is kept, the
+    pattern TensorFlow's multi-worker guide recommends.
+    """
+    if distribution.is_chief:
+        return Path(runs_dir)
+    return Path(tempfile.mkdtemp(prefix=f"emotionkit-process{distribution.process_index}-"))
 
 
 def _run_stages(
     recipe: Recipe,
     choice: RuntimeChoice,
+    distributed: tuple[Distribution, dict[str, Any]],
     run_dir: Path,
     console: Console,
     callbacks: list[Any] | None,
@@ -134,6 +167,7 @@ def _run_stages(
     from emotionkit.data import load_data
     from emotionkit.data.pipeline import balance_table, build_dataset, pixel_mean_std
     from emotionkit.data.sources import split_record
+    from emotionkit.distribution import even_validation_batches, scaled_train_spec
     from emotionkit.export import export_run
     from emotionkit.training import fit_model
 
@@ -162,9 +196,12 @@ def _run_stages(
         console.print(_describe_balance(balance, data.class_names), highlight=False)
 
     steps = max(1, len(train_split) // spec.batch_size)
-    model, resume_state = _model_to_train(
-        recipe, choice, data, mean, std, run_dir, steps, resuming=resuming
-    )
+    distribution, plan = distributed
+    train_spec = scaled_train_spec(recipe.train, plan)
+    with distribution.scope():  # model variables and optimizer state live on every device
+        model, resume_state = _model_to_train(
+            recipe, train_spec, choice, data, mean, std, run_dir, steps, resuming=resuming
+        )
     if resume_state is not None:
         console.print(f"resuming after epoch {resume_state['epoch']}", highlight=False)
 
@@ -180,23 +217,27 @@ def _run_stages(
         for name, split in data.splits.items()
         if name != "train"
     }
-    result = fit_model(
-        model,
-        train_stream,
-        datasets["val"],
-        recipe.train,
-        run_dir,
-        steps_per_epoch=steps,
-        batch_size=spec.batch_size,
-        class_weight=dict(enumerate(balance["weights"]))
-        if balance and balance["weights"]
-        else None,
-        console=console,
-        jit_compile=choice.jit_compile,
-        extra_callbacks=callbacks,
-        resume_state=resume_state,
-        class_names=data.class_names,
+    val_data = even_validation_batches(
+        datasets["val"], len(data.splits["val"]), spec.batch_size, distribution
     )
+    with distribution.scope():
+        result = fit_model(
+            model,
+            train_stream,
+            val_data,
+            train_spec,
+            run_dir,
+            steps_per_epoch=steps,
+            batch_size=spec.batch_size,
+            class_weight=dict(enumerate(balance["weights"]))
+            if balance and balance["weights"]
+            else None,
+            console=console,
+            jit_compile=choice.jit_compile,
+            extra_callbacks=callbacks,
+            resume_state=resume_state,
+            class_names=data.class_names,
+        )
     if result.failure is not None:
         update_manifest(run_dir, status="failed", failure=result.failure)
         raise TrainingFailedError(
@@ -219,6 +260,7 @@ def _run_stages(
 
 def _model_to_train(
     recipe: Recipe,
+    train_spec: TrainSpec,
     choice: RuntimeChoice,
     data: Any,
     mean: float,
@@ -244,7 +286,7 @@ def _model_to_train(
     _truncate_history(run_dir / "history.csv", 0)
     model = _build_model_stage(recipe, data.num_classes, mean, std, run_dir)
     compile_model(
-        model, recipe.train, steps_per_epoch, choice.jit_compile,
+        model, train_spec, steps_per_epoch, choice.jit_compile,
         class_counts=data.splits["train"].class_counts(data.num_classes),
     )  # fmt: skip
     return model, None
