@@ -48,3 +48,34 @@ def tests(session: nox.Session, backend: str) -> None:
         *session.posargs,
         env={"KERAS_BACKEND": backend},
     )
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the MkDocs site into site/ with `--strict`, so a broken link or anchor fails.
+
+    Not in the default sessions: the site is built on demand (`nox -s docs`). mkdocstrings
+    reads the package's source statically, so the session needs no Keras or TensorFlow.
+    """
+    session.install(*nox.project.dependency_groups(PYPROJECT, "docs"))
+    session.run("mkdocs", "build", "--strict", *session.posargs, env={"NO_MKDOCS_2_WARNING": "1"})
+
+
+@nox.session
+def browser(session: nox.Session) -> None:
+    """The demo page end to end: `emotionkit serve` + headless Chromium (CHROMIUM=path to override).
+
+    Not in the default sessions: it needs a Chromium binary (Debian: `apt-get install chromium`).
+    In the default `tests` sessions the same test skips itself when no Chromium is found.
+    """
+    import os
+    import shutil
+
+    if not (
+        os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("google-chrome")
+    ):
+        session.error(
+            "no Chromium found: install it (Debian: apt-get install chromium) or set CHROMIUM"
+        )
+    session.install("-e", ".[serve]", *nox.project.dependency_groups(PYPROJECT, "test"))
+    session.run("pytest", "-m", "browser", "tests/test_serve_browser.py", *session.posargs)
