@@ -50,13 +50,15 @@ DATA_PARALLEL = "runtime.distribution=data_parallel"
 # losses over 2 epochs of 4 SGD steps).
 # JAX: DataParallel shards one jitted global step, so BatchNorm statistics and the loss are
 # reduced over the whole batch as on one device; only the order of float32 sums differs (an
-# all-reduce of two halves): measured 1.5e-6 relative after 8 steps.
+# all-reduce of two halves): measured 1.5e-6 relative after 8 steps here, 7e-5 in a fresh CI
+# environment (XLA:CPU's kernel and thread choices differ); the bound, 1e-3, still catches a
+# summed instead of averaged gradient (twice the step: percents of loss after 8 SGD steps).
 # TensorFlow: MirroredStrategy normalises each replica's 16 images with their own BatchNorm
 # statistics (Keras' default `synchronized=False`, as in Goyal et al. and PyTorch DDP without
 # SyncBN), so the two runs are different computations by design: measured 0.5% after 4 steps
 # and 3.4% after 8. (Without BatchNorm the TensorFlow runs agree to 1e-7: the gradient
 # averaging itself is exact.) The bound is twice the measured gap.
-LOSS_RTOL = {"jax": 1e-5, "tensorflow": 0.07}[BACKEND]
+LOSS_RTOL = {"jax": 1e-3, "tensorflow": 0.07}[BACKEND]
 
 
 def two_device_env() -> dict[str, str]:
