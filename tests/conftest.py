@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
+import importlib.util
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -15,6 +18,30 @@ apply_tensorflow_workarounds()
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 # Decoded-image cache in a throwaway folder, not the user's ~/.cache.
 os.environ.setdefault("EMOTIONKIT_CACHE_DIR", tempfile.mkdtemp(prefix="emotionkit-cache-"))
+# JAX compiles every new shape and step with XLA:CPU, and the tests build the same tiny ResNet
+# again and again, in this process and in the child processes they start (CLI runs, the killed
+# training, cross-backend loads): most of the JAX run was compile time. Two settings, neither of
+# which changes what a test computes, only how long XLA takes to produce it:
+# - a persistent compilation cache in a fresh folder per session, shared with the children
+#   (environment variables, which JAX reads at import and child processes inherit); with a
+#   size limit JAX guards it with a file lock, so concurrent processes never read a half-written
+#   entry (the limit needs `filelock`, a test dependency);
+# - no LLVM optimisation of the kernels XLA:CPU generates (compiles ~6x faster; these tiny
+#   models spend far longer compiling than running). XLA:CPU does not enable fast-math at any
+#   level, so the arithmetic keeps its IEEE semantics; every process of a session (and so every
+#   cross-process comparison) uses the same setting.
+# Set either variable yourself to override it.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _jax_cache = tempfile.mkdtemp(prefix="emotionkit-jax-cache-")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _jax_cache
+    atexit.register(shutil.rmtree, _jax_cache, ignore_errors=True)
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
+    if importlib.util.find_spec("filelock") is not None:
+        os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(2**31))
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    _flags = os.environ.get("XLA_FLAGS", "")
+    os.environ["XLA_FLAGS"] = f"{_flags} --xla_backend_optimization_level=0".strip()
 
 REPO = Path(__file__).resolve().parents[1]
 BACKEND = os.environ["KERAS_BACKEND"]

@@ -6,6 +6,8 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,12 @@ EMOTIONKIT = shutil.which("emotionkit") or "emotionkit"
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([EMOTIONKIT, *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+def run_cli_concurrently(*commands: Sequence[str]) -> list[subprocess.CompletedProcess[str]]:
+    """`run_cli` for each argument list, all at the same time (much of a run is start-up)."""
+    with ThreadPoolExecutor(len(commands)) as pool:
+        return list(pool.map(lambda args: run_cli(*args), commands))
 
 
 def test_help_lists_commands() -> None:

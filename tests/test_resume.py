@@ -65,14 +65,35 @@ def final_weights(run_dir: Path) -> list[np.ndarray]:
 
 def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path: Path) -> None:
     recipe = load_recipe(REPO / "recipes" / "quickstart.yaml", RESUME_OVERRIDES)
-    whole = train(recipe, runs_dir=tmp_path / "whole").run_dir
+    # The run to be killed runs alongside the uninterrupted one (its start-up alone takes
+    # seconds); it starts once this one has built its model and begins to fit, so that under
+    # JAX it finds the compiled steps in the session's compilation cache (see conftest).
+    import keras
 
-    killed = subprocess.run(
-        [sys.executable, "-c", KILL_AFTER_SECOND_EPOCH, str(tmp_path / "killed"),
-         *RESUME_OVERRIDES],
-        cwd=REPO, env={**os.environ, "KERAS_BACKEND": BACKEND}, capture_output=True, text=True,
-    )  # fmt: skip
-    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    command = [sys.executable, "-c", KILL_AFTER_SECOND_EPOCH, str(tmp_path / "killed"),
+               *RESUME_OVERRIDES]  # fmt: skip
+    stderr = (tmp_path / "killed.stderr").open("w+")
+    children: list[subprocess.Popen[bytes]] = []
+
+    class StartTheRunToKill(keras.callbacks.Callback):
+        def on_train_begin(self, logs: dict[str, float] | None = None) -> None:
+            env = {**os.environ, "KERAS_BACKEND": BACKEND}
+            children.append(
+                subprocess.Popen(
+                    command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=stderr
+                )
+            )
+
+    with stderr:
+        try:
+            run = train(recipe, runs_dir=tmp_path / "whole", callbacks=[StartTheRunToKill()])
+            whole = run.run_dir
+        finally:
+            for child in children:
+                child.wait(timeout=600)
+        (killed,) = children
+        stderr.seek(0)
+        assert killed.returncode == -signal.SIGKILL, stderr.read()[-2000:]
     (run_dir,) = (tmp_path / "killed" / recipe.name).iterdir()
     assert json.loads((run_dir / "manifest.json").read_text())["status"] == "running"
     assert len(history(run_dir)) == 2

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import subprocess
 
 import pytest
 from rich.console import Console
@@ -11,8 +11,8 @@ from rich.console import Console
 from emotionkit.models import build_model, model_summary
 from emotionkit.models.summary import summary_lines, summary_table
 from emotionkit.recipe import ModelSpec
-from tests.conftest import TINY_OVERRIDES
-from tests.test_cli import run_cli
+from tests.conftest import REPO, TINY_OVERRIDES
+from tests.test_cli import run_cli_concurrently
 
 
 def tiny_summary() -> dict:
@@ -51,21 +51,35 @@ def test_rendering_shows_the_headline_numbers() -> None:
     assert f"{summary['parameters']['total']:,} total" in text
 
 
-def test_cli_model_summary_json(quickstart: Path) -> None:
-    result = run_cli("model", "summary", str(quickstart), *TINY_OVERRIDES, "--json")
+@pytest.fixture(scope="module")
+def cli_summaries() -> dict[str, subprocess.CompletedProcess[str]]:
+    """This module's two `emotionkit model summary` runs, started together: each spends most
+    of its time importing the framework."""
+    quickstart = str(REPO / "recipes" / "quickstart.yaml")
+    tiny, bad_freeze = run_cli_concurrently(
+        ["model", "summary", quickstart, *TINY_OVERRIDES, "--json"],
+        ["model", "summary", quickstart, "model.freeze=[nope*]"],
+    )
+    return {"tiny": tiny, "bad_freeze": bad_freeze}
+
+
+def test_cli_model_summary_json(cli_summaries: dict[str, subprocess.CompletedProcess[str]]) -> None:
+    result = cli_summaries["tiny"]
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == json.loads(json.dumps(tiny_summary()))
 
 
-def test_cli_model_summary_bad_freeze_pattern_exits_2(quickstart: Path) -> None:
-    result = run_cli("model", "summary", str(quickstart), "model.freeze=[nope*]")
+def test_cli_model_summary_bad_freeze_pattern_exits_2(
+    cli_summaries: dict[str, subprocess.CompletedProcess[str]],
+) -> None:
+    result = cli_summaries["bad_freeze"]
     assert result.returncode == 2 and "model.freeze" in result.stderr
 
 
 def test_summary_of_a_recipe_whose_data_is_not_here_assumes_the_fer_classes() -> None:
     from emotionkit.recipe import load_recipe
     from emotionkit.workflow import describe_model
-    from tests.conftest import BACKEND, REPO
+    from tests.conftest import BACKEND
 
     recipe = load_recipe(
         REPO / "recipes" / "fer2013_cpu.yaml",
