@@ -91,7 +91,7 @@ def run_chromium(chromium: str, url: str, *action: str) -> str:
             "--no-first-run",
             f"--user-data-dir={profile}",
             f"--window-size={WINDOW[0]},{WINDOW[1]}",
-            "--virtual-time-budget=15000",
+            "--virtual-time-budget=60000",
             *action,
             url,
         ]
