@@ -25,6 +25,7 @@ import numpy as np
 
 from emotionkit.data.augment import build_augment_fn
 from emotionkit.data.sources import LoadedData, SplitData, content_hashes, load_source
+from emotionkit.figures import hide_frame, show_image
 from emotionkit.recipe import AugmentOp, DataSpec, ImageFolderSource
 from emotionkit.runs import write_json
 
@@ -284,9 +285,9 @@ def save_sample_grid(
         members = np.flatnonzero(labels == label)
         picks = np.sort(rng.choice(members, min(per_class, len(members)), replace=False))
         for column, ax in enumerate(axes[label]):
-            _hide_frame(ax)
+            hide_frame(ax)
             if column < len(picks):
-                _show(ax, train.images[picks[column]])
+                show_image(ax, train.images[picks[column]])
         axes[label][0].set_ylabel(f"{name}\n({len(members)})", rotation=0, ha="right", va="center")
     figure.suptitle(f"train: {per_class} random images per class (seed {seed})")
     figure.savefig(path, dpi=80)
@@ -304,9 +305,9 @@ def save_augment_preview(
     figure = Figure(figsize=(max(2 * columns, 3), 2 * rows + 0.6), layout="constrained")
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
     for index, ax in enumerate(axes):
-        _hide_frame(ax)
+        hide_frame(ax)
         if index < len(images):
-            _show(ax, images[index])
+            show_image(ax, images[index])
             ax.set_title("original" if index == 0 else f"augmented {index}", fontsize=9)
     names = ", ".join(
         name + (f"({', '.join(f'{k}={v}' for k, v in params.items())})" if params else "")
@@ -316,20 +317,6 @@ def save_augment_preview(
     title = f"data.augment: {names}" if ops else "data.augment is empty:\nno train augmentations"
     figure.suptitle(title, fontsize=10)
     figure.savefig(path, dpi=80)
-
-
-def _show(ax: Any, image: np.ndarray) -> None:
-    if image.shape[-1] == 1:
-        ax.imshow(image[..., 0], cmap="gray", vmin=0, vmax=255)
-    else:
-        ax.imshow(image)
-
-
-def _hide_frame(ax: Any) -> None:
-    """No ticks or frame, but keep the y label (axis('off') would hide it)."""
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_frame_on(False)
 
 
 def report_table(report: dict[str, Any]) -> Any:

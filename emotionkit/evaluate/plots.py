@@ -23,6 +23,7 @@ import numpy as np
 
 from emotionkit.errors import EmotionkitError
 from emotionkit.evaluate.metrics import calibration_bins, expected_calibration_error, softmax
+from emotionkit.figures import hide_frame, show_image
 
 DPI = 110
 PLOT_NAMES = (
@@ -254,10 +255,10 @@ def _mistakes_gallery(
     figure = _figure(max(1.9 * columns, 5.5), 2.0 * rows + 0.6)  # wide enough for the title
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
     for ax in axes:
-        _hide_frame(ax)
+        hide_frame(ax)
     for ax, index in zip(axes, picks, strict=False):  # picks fill the first cells
         predicted = int(np.argmax(probabilities[index]))
-        _show_image(ax, images[index])
+        show_image(ax, images[index])
         title = f"{class_names[labels[index]]} → {class_names[predicted]}"
         ax.set_title(
             f"{title} ({probabilities[index, predicted]:.2f})", fontsize=8, color="firebrick"
@@ -285,9 +286,9 @@ def _correct_gallery(
     axes = figure.subplots(len(class_names), columns, squeeze=False)
     for label, (name, members) in enumerate(zip(class_names, picks, strict=True)):
         for ax, index in zip(axes[label], [*members, *[None] * columns], strict=False):
-            _hide_frame(ax)
+            hide_frame(ax)
             if index is not None:
-                _show_image(ax, images[index])
+                show_image(ax, images[index])
                 ax.set_title(f"p={probabilities[index, label]:.2f}", fontsize=8)
         support = int(np.sum(labels == label))
         correct = int(np.sum((labels == label) & (predicted == label)))
@@ -333,8 +334,8 @@ def plot_distributions(
         row, column = 1 + slot // per_row, cells * (slot % per_row)
         if images is not None:
             thumb = figure.add_subplot(grid[row, column])
-            _hide_frame(thumb)
-            _show_image(thumb, images[index])
+            hide_frame(thumb)
+            show_image(thumb, images[index])
         ax = figure.add_subplot(grid[row, column + cells - 1])
         _distribution_bars(ax, targets[index], probabilities[index], class_names)
         ax.set_title(f"image {index}: TVD {tvd[index]:.2f}", fontsize=9)
@@ -542,20 +543,6 @@ def _class_colours(count: int) -> list[Any]:
     if count <= 20:
         return [colormaps["tab20"](i) for i in range(count)]
     return [colormaps["turbo"](value) for value in np.linspace(0, 1, count)]
-
-
-def _show_image(ax: Any, image: np.ndarray) -> None:
-    if image.ndim == 2 or image.shape[-1] == 1:
-        ax.imshow(image.reshape(image.shape[:2]), cmap="gray", vmin=0, vmax=255)
-    else:
-        ax.imshow(image)
-
-
-def _hide_frame(ax: Any) -> None:
-    """No ticks or frame, but keep titles and the y label (axis('off') would hide the label)."""
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_frame_on(False)
 
 
 def _is_number(text: str | None) -> bool:
