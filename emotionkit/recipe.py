@@ -323,11 +323,13 @@ class ModelSpec(Section):
     depth: Literal[18, 34, 50, 101] = Field(
         18, description="ResNet depth: 18/34 basic blocks, 50/101 bottleneck blocks."
     )
-    stem: Literal["cifar", "stride2", "imagenet"] = Field(
+    stem: Literal["cifar", "stride2", "deep_stride2", "imagenet"] = Field(
         "cifar",
         description="`cifar`: 3x3 stride-1 conv, no max-pool (keeps detail of 48x48 faces); "
-        "`stride2`: 3x3 stride-2 conv, no max-pool (48 -> 24, ~4x fewer FLOPs: the CPU "
-        "choice); `imagenet`: 7x7 stride-2 conv + max-pool (48 -> 12).",
+        "`stride2`: 3x3 stride-2 conv, no max-pool (48 -> 24, ~4x fewer FLOPs); "
+        "`deep_stride2`: a half-width 3x3 conv at full resolution, then `stride2` (the CPU "
+        "choice: a few % more FLOPs than `stride2`); `imagenet`: 7x7 stride-2 conv + "
+        "max-pool (48 -> 12).",
     )
     width: float = Field(1.0, gt=0.0, le=4.0, description="Multiplier on every filter count.")
     stage_blocks: list[int] | None = Field(

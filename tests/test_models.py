@@ -23,7 +23,8 @@ def tiny(**fields: object) -> ModelSpec:
 
 
 @pytest.mark.parametrize(
-    ("stem", "depth"), [("cifar", 18), ("stride2", 18), ("imagenet", 18), ("cifar", 50)]
+    ("stem", "depth"),
+    [("cifar", 18), ("stride2", 18), ("deep_stride2", 18), ("imagenet", 18), ("cifar", 50)],
 )
 def test_logits_shape_and_stem(stem: str, depth: int) -> None:
     model = build_model(tiny(stem=stem, depth=depth), image_size=32, channels=3, num_classes=5)
@@ -31,7 +32,9 @@ def test_logits_shape_and_stem(stem: str, depth: int) -> None:
     assert logits.shape == (2, 5)
     # the CIFAR stem keeps full resolution into stage 0, stride2 halves it, ImageNet quarters it
     stage0 = model.get_layer("stack0_block1_out").output.shape
-    assert stage0[1] == {"cifar": 32, "stride2": 16, "imagenet": 8}[stem]
+    assert stage0[1] == {"cifar": 32, "stride2": 16, "deep_stride2": 16, "imagenet": 8}[stem]
+    if stem == "deep_stride2":  # a full-resolution, half-width conv before the strided one
+        assert model.get_layer("conv1_pre_relu").output.shape[1:] == (32, 32, 8)
 
 
 @pytest.mark.parametrize(("depth", "millions"), [(18, 11.18), (50, 23.57)])
