@@ -16,8 +16,12 @@ from emotionkit.runtime import apply_tensorflow_workarounds
 # Must happen before anything imports TensorFlow (see emotionkit.runtime).
 apply_tensorflow_workarounds()
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-# Decoded-image cache in a throwaway folder, not the user's ~/.cache.
-os.environ.setdefault("EMOTIONKIT_CACHE_DIR", tempfile.mkdtemp(prefix="emotionkit-cache-"))
+# Decoded-image cache in a throwaway folder, not the user's ~/.cache: made once per session
+# (xdist workers and child processes inherit the variable) and removed when it ends.
+if "EMOTIONKIT_CACHE_DIR" not in os.environ:
+    _image_cache = tempfile.mkdtemp(prefix="emotionkit-cache-")
+    os.environ["EMOTIONKIT_CACHE_DIR"] = _image_cache
+    atexit.register(shutil.rmtree, _image_cache, ignore_errors=True)
 # JAX compiles every new shape and step with XLA:CPU, and the tests build the same tiny ResNet
 # again and again, in this process and in the child processes they start (CLI runs, the killed
 # training, cross-backend loads): most of the JAX run was compile time. Two settings, neither of
@@ -68,3 +72,24 @@ def tiny_overrides() -> list[str]:
 @pytest.fixture
 def quickstart() -> Path:
     return REPO / "recipes" / "quickstart.yaml"
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The quickstart recipe with TINY_OVERRIDES, trained, evaluated and exported once per
+    session and shared by the xdist workers: the first test to need it trains it, under a file
+    lock, the others wait for it. Read it only; a test that writes into a run works on a copy.
+    """
+    from filelock import FileLock
+
+    from emotionkit import load_recipe, train
+
+    root = tmp_path_factory.getbasetemp()
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        root = root.parent  # the session's folder, above each worker's own
+    record = root / "tiny_run.txt"
+    with FileLock(str(root / "tiny_run.lock")):
+        if not record.is_file():
+            recipe = load_recipe(REPO / "recipes" / "quickstart.yaml", TINY_OVERRIDES)
+            record.write_text(str(train(recipe, runs_dir=root / "tiny_runs").run_dir))
+    return Path(record.read_text())

@@ -9,7 +9,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from emotionkit import load_recipe, train
+from emotionkit import load_recipe
 from emotionkit.errors import ExportError
 from emotionkit.export import export_run
 from tests.conftest import BACKEND
@@ -19,11 +19,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tests.conftest import REPO, TINY_OVERRIDES
-
-    recipe = load_recipe(REPO / "recipes" / "quickstart.yaml", TINY_OVERRIDES)
-    return train(recipe, runs_dir=tmp_path_factory.mktemp("runs")).run_dir
+def trained_run(tiny_run: Path) -> Path:
+    """The session's tiny run (tests/conftest.py): these tests only read it, or copy it."""
+    return tiny_run
 
 
 def test_run_directory_is_complete(trained_run: Path) -> None:

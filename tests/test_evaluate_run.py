@@ -13,16 +13,14 @@ from typer.testing import CliRunner
 from emotionkit.cli import app
 from emotionkit.errors import DataError, EmotionkitError
 from emotionkit.evaluate.tta import tta_logits, views
-from tests.conftest import REPO, TINY_OVERRIDES
 
 
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from emotionkit import workflow
-    from emotionkit.recipe import load_recipe
-
-    recipe = load_recipe(REPO / "recipes" / "quickstart.yaml", TINY_OVERRIDES)
-    return workflow.train(recipe, runs_dir=tmp_path_factory.mktemp("runs")).run_dir
+def trained_run(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the session's tiny run (tests/conftest.py), as these tests write into it."""
+    copy = tmp_path_factory.mktemp("runs") / tiny_run.parent.name / tiny_run.name
+    shutil.copytree(tiny_run, copy)
+    return copy
 
 
 def test_keras_saved_model_and_onnx_score_the_same(trained_run: Path, tmp_path: Path) -> None:
