@@ -10,7 +10,10 @@ ways and timed in training images per second:
 (b) Keras, minimal: the same model built by `build_model`, compiled with plain AdamW and
     cross-entropy and no metrics, `model.fit` on in-memory NumPy arrays with no callbacks.
 (c) PyTorch eager: the same architecture written in `torch.nn` (conv3x3 stem, basic blocks
-    [2, 2, 2, 2], 1x1 projection shortcuts where the shape changes), AdamW, a plain loop.
+    [2, 2, 2, 2], 1x1 projection shortcuts where the shape changes), AdamW, a plain loop;
+(c') the same, with PyTorch's kernels capped at AVX2 as emotionkit caps TensorFlow's oneDNN
+    (`emotionkit.runtime.apply_tensorflow_workarounds`): on an AVX-512 CPU this separates the
+    instruction set from the framework in (a)/(c).
 
 (a) and (b) run in one child process per Keras backend (the backend is fixed at import);
 (c) in its own child, with a Python that has torch (`--torch-python`; torch is an optional
@@ -44,6 +47,8 @@ sys.path.insert(0, str(REPO))  # the child modes import emotionkit from this che
 RESULTS = REPO / "benchmarks" / "results"
 BACKENDS = ("tensorflow", "jax")
 NUM_CLASSES = 7
+# The instruction-set cap TensorFlow runs under here, applied to PyTorch for (c').
+AVX2_CAP = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
 IMAGE_SIZE = 48
 
 
@@ -248,7 +253,13 @@ def torch_child(args: argparse.Namespace) -> None:
 # --- parent --------------------------------------------------------------------------------
 
 
-def run_child(python: str, mode: str, args: argparse.Namespace, backend: str = "") -> dict:
+def run_child(
+    python: str,
+    mode: str,
+    args: argparse.Namespace,
+    backend: str = "",
+    extra_env: dict[str, str] | None = None,
+) -> dict:
     """Run one child mode and parse its RESULT line; a failure is recorded, not raised."""
     argv = [
         python,
@@ -269,7 +280,9 @@ def run_child(python: str, mode: str, args: argparse.Namespace, backend: str = "
         backend or "tensorflow",
         *(["--minimal-first"] if args.minimal_first else []),
     ]
-    env = {**os.environ, "KERAS_BACKEND": backend} if backend else dict(os.environ)
+    env = {**os.environ, **(extra_env or {})}
+    if backend:
+        env["KERAS_BACKEND"] = backend
     result = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True)
     lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
     if not lines:
@@ -286,34 +299,54 @@ def torch_available(python: str) -> bool:
     return probe.returncode == 0
 
 
+def run_pytorch(args: argparse.Namespace) -> dict[str, Any]:
+    """(c) as PyTorch ships, and (c') capped at AVX2 like emotionkit's TensorFlow.
+
+    `emotionkit.runtime.apply_tensorflow_workarounds` caps TensorFlow's oneDNN at AVX2 (its
+    AVX-512 kernels crash on AVX-512 AMD EPYC CPUs); PyTorch uses AVX-512 where the CPU has
+    it. The capped run (same caps for PyTorch's oneDNN and ATen kernels) separates the
+    instruction set from the framework in (a)/(c).
+    """
+    if not torch_available(args.torch_python):
+        return {
+            "error": f"{args.torch_python} cannot import torch: "
+            "pip install torch (CPU wheel) or pass --torch-python"
+        }
+    native = run_child(args.torch_python, "torch", args)
+    capped = run_child(args.torch_python, "torch", args, extra_env=AVX2_CAP)
+    return {**native, "pytorch_avx2": capped.get("pytorch", capped)}
+
+
 def ratios(keras: dict, torch_result: dict) -> dict[str, float | None]:
-    """(a)/(b) and (a)/(c) in images/s: above 1, emotionkit trains faster."""
+    """(a)/(b), (a)/(c) and (a)/(c') in images/s: above 1, emotionkit trains faster."""
     ours = keras.get("emotionkit", {}).get("images_per_s")
     minimal = keras.get("keras_minimal", {}).get("images_per_s")
     pytorch = torch_result.get("pytorch", {}).get("images_per_s")
+    pytorch_avx2 = torch_result.get("pytorch_avx2", {}).get("images_per_s")
     return {
-        "emotionkit_over_keras_minimal": round(ours / minimal, 3) if ours and minimal else None,
-        "emotionkit_over_pytorch": round(ours / pytorch, 3) if ours and pytorch else None,
+        "emotionkit_over_keras_minimal": _ratio(ours, minimal),
+        "emotionkit_over_pytorch": _ratio(ours, pytorch),
+        "emotionkit_over_pytorch_avx2": _ratio(ours, pytorch_avx2),
     }
+
+
+def _ratio(numerator: float | None, denominator: float | None) -> float | None:
+    return round(numerator / denominator, 3) if numerator and denominator else None
 
 
 def print_table(rows: dict[str, Any], torch_result: dict) -> None:
     """One line per backend: the three rates and the two ratios."""
     pt = torch_result.get("pytorch", {}).get("images_per_s")
-    print(
-        f"{'backend':<11} {'(a) emotionkit':>15} {'(b) keras min':>14} {'(c) pytorch':>12} "
-        f"{'(a)/(b)':>8} {'(a)/(c)':>8}"
-    )
+    pt_avx2 = torch_result.get("pytorch_avx2", {}).get("images_per_s")
+    headers = ["(a) emotionkit", "(b) keras min", "(c) pytorch", "(c') pt avx2"]
+    headers += ["(a)/(b)", "(a)/(c)", "(a)/(c')"]
+    print(f"{'backend':<11} " + " ".join(f"{h:>14}" for h in headers))
     for backend, row in rows.items():
         a = row["keras"].get("emotionkit", {}).get("images_per_s")
         b = row["keras"].get("keras_minimal", {}).get("images_per_s")
-        r = row["ratios"]
-        cells = [f"{v:.1f}" if v else "n/a" for v in (a, b, pt)]
-        cells += [f"{v:.3f}" if v else "n/a" for v in r.values()]
-        print(
-            f"{backend:<11} {cells[0]:>15} {cells[1]:>14} {cells[2]:>12} "
-            f"{cells[3]:>8} {cells[4]:>8}"
-        )
+        cells = [f"{v:.1f}" if v else "n/a" for v in (a, b, pt, pt_avx2)]
+        cells += [f"{v:.3f}" if v else "n/a" for v in row["ratios"].values()]
+        print(f"{backend:<11} " + " ".join(f"{c:>14}" for c in cells))
         if "error" in row["keras"]:
             print(f"  {backend} failed: {row['keras']['error']}")
     if "error" in torch_result:
@@ -359,13 +392,7 @@ def main() -> None:
         return torch_child(args)
     setup = {k: getattr(args, k) for k in ("width", "blocks", "batch", "warmup", "steps")}
     load = os.getloadavg()
-    if torch_available(args.torch_python):
-        torch_result = run_child(args.torch_python, "torch", args)
-    else:
-        torch_result = {
-            "error": f"{args.torch_python} cannot import torch: "
-            "pip install torch (CPU wheel) or pass --torch-python"
-        }
+    torch_result = run_pytorch(args)
     rows = {}
     for backend in args.backends:
         keras_result = run_child(sys.executable, "keras", args, backend)
