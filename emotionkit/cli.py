@@ -122,8 +122,11 @@ def evaluate(
         show_default="the target's run, with its saved split",
     ),
     split: str = typer.Option("val", "--split", help="train, val or test."),
-    tta: str = typer.Option(
-        "none", "--tta", help="Test-time augmentation: none, hflip, hflip_crops."
+    tta: str | None = typer.Option(
+        None,
+        "--tta",
+        help="Test-time augmentation: none, hflip, hflip_crops.",
+        show_default="a run directory: its recipe's export.tta; a model file: none",
     ),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write the PNGs under plots/."),
     out: Path | None = typer.Option(
@@ -151,8 +154,11 @@ def evaluate(
 def report(
     run_dir: Path = typer.Argument(..., help="A run directory written by `train`."),
     split: str = typer.Option("val", "--split", help="train, val or test."),
-    tta: str = typer.Option(
-        "none", "--tta", help="Test-time augmentation: none, hflip, hflip_crops."
+    tta: str | None = typer.Option(
+        None,
+        "--tta",
+        help="Test-time augmentation: none, hflip, hflip_crops.",
+        show_default="the run's export.tta",
     ),
 ) -> None:
     """Evaluate a run and write one self-contained report.html; last line: its path."""

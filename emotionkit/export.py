@@ -3,8 +3,9 @@
 Both converters need TensorFlow: ONNX goes through tf2onnx, which on the JAX backend would
 need the heavy `jax2onnx`. A `.keras` file saved under JAX loads under TensorFlow with the same
 outputs, so a JAX run exports in a child process running the TensorFlow backend. The parity
-reference (validation images + the training backend's logits) is written by the training run,
-so the check compares the artifacts with the model as it was trained, across backends.
+reference (validation images + the training backend's logits of them and of their mirror
+images) is written by the training run, so the check compares the artifacts with the model as
+it was trained, across backends; with `export.tta: hflip` the reference is the mean of the two.
 
 Artifacts are built in `export/.staging/` and moved into `export/` only when their parity
 check passes: a failed export leaves `export.json` (with the numbers) and nothing that looks
@@ -25,6 +26,7 @@ import numpy as np
 
 from emotionkit.errors import EmotionkitError, ExportError
 from emotionkit.evaluate.metrics import softmax
+from emotionkit.evaluate.tta import tta_logits
 from emotionkit.export_formats import (
     artifact_metadata,
     onnx_outputs,
@@ -61,11 +63,24 @@ def export_run(run_dir: Path, spec: ExportSpec | None = None) -> dict[str, Any]:
     return _export_in_child_process(run_dir, spec)
 
 
-def write_parity_reference(run_dir: Path, images: np.ndarray, logits: np.ndarray) -> None:
-    """Save the images and the training backend's logits that exports are checked against."""
+def write_parity_reference(
+    run_dir: Path, images: np.ndarray, logits: np.ndarray, *, mirror_logits: np.ndarray
+) -> None:
+    """Save the images and the training backend's logits that exports are checked against.
+
+    Args:
+        run_dir: the run directory; the file is `export/parity_reference.npz`.
+        images: validation images (N, H, W, C), raw pixels.
+        logits: the trained model's logits of `images`.
+        mirror_logits: its logits of the mirror images `images[:, :, ::-1]`, the reference of
+            an `export.tta: hflip` export (mean of both), so the TTA setting can change at
+            export time.
+    """
     export_dir = run_dir / "export"
     export_dir.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(export_dir / REFERENCE_FILE, images=images, logits=logits)
+    np.savez_compressed(
+        export_dir / REFERENCE_FILE, images=images, logits=logits, mirror_logits=mirror_logits
+    )
 
 
 def export_with_tensorflow(run_dir: Path, spec: ExportSpec) -> dict[str, Any]:
@@ -76,19 +91,19 @@ def export_with_tensorflow(run_dir: Path, spec: ExportSpec) -> dict[str, Any]:
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     model = load_float32_model(run_dir / "checkpoints" / "best.keras")
-    images, reference = _parity_reference(export_dir, model)
-    metadata = artifact_metadata(run_dir, model)
-    keras_logits = np.asarray(model.predict_on_batch(images))
+    images, reference = _parity_reference(export_dir, spec.tta)
+    metadata = artifact_metadata(run_dir, model, spec.tta)
+    keras_logits = tta_logits(lambda x: np.asarray(model.predict_on_batch(x)), images, spec.tta)
     checks: dict[str, Any] = {
         "keras_tensorflow": _compare(keras_logits, reference, spec.parity_atol)
     }
     if "saved_model" in spec.formats:
-        write_saved_model(model, staging / "saved_model", metadata)
+        write_saved_model(model, staging / "saved_model", metadata, spec.tta)
         checks["saved_model"] = _check_artifact(
             lambda x: saved_model_outputs(staging / "saved_model", x), images, reference, spec
         )
     if {"onnx", "onnx_int8"} & set(spec.formats):
-        conversion = write_onnx(model, staging / "model.onnx", metadata, spec.opset)
+        conversion = write_onnx(model, staging / "model.onnx", metadata, spec.opset, spec.tta)
         checks["onnx"] = _check_artifact(
             lambda x: onnx_outputs(staging / "model.onnx", x), images, reference, spec
         )
@@ -211,7 +226,8 @@ def _force_float32(node: Any) -> Any:
     return node
 
 
-def _parity_reference(export_dir: Path, model: Any) -> tuple[np.ndarray, np.ndarray]:
+def _parity_reference(export_dir: Path, tta: str) -> tuple[np.ndarray, np.ndarray]:
+    """The stored images and the logits the artifacts must give: mirrored mean for `hflip`."""
     path = export_dir / REFERENCE_FILE
     if not path.exists():
         raise ExportError(
@@ -220,7 +236,16 @@ def _parity_reference(export_dir: Path, model: Any) -> tuple[np.ndarray, np.ndar
         )
     with np.load(path) as stored:
         images, logits = stored["images"].astype(np.float32), stored["logits"]
-    return images, logits
+        if tta == "none":
+            return images, logits
+        if "mirror_logits" not in stored:
+            raise ExportError(
+                f"export.tta: {tta} needs the mirror images' logits, which {path} lacks (the "
+                "run was trained before export.tta existed); export with export.tta=none or "
+                "re-run the training."
+            )
+        mirror_logits = stored["mirror_logits"]
+    return images, ((logits.astype(np.float64) + mirror_logits) / 2).astype(np.float32)
 
 
 def _compare(candidate: np.ndarray, reference: np.ndarray, atol: float) -> dict[str, Any]:

@@ -4,10 +4,14 @@ Every artifact has the same contract, so any runtime can use it without emotionk
 
 - input `image`: float32 NHWC, dynamic batch, raw pixel values 0-255 (uint8 callers cast);
   normalisation is inside the graph (the model's `normalize` layer);
-- outputs `logits` and `probabilities` (softmax of the logits), float32 (N, K);
+- outputs `logits` and `probabilities` (softmax of the logits), float32 (N, K); with
+  `export.tta: hflip` the logits are the mean of the image's and its horizontal mirror's
+  (two forward passes: 2x the compute), so every caller gets mirror test-time augmentation
+  without knowing about it;
 - metadata: class names in output order, input size and channels, the normalisation, the
-  emotionkit version and the SHA-256 of the run's recipe — ONNX `metadata_props` (strings,
-  lists as JSON), SavedModel `assets.extra/emotionkit.json`.
+  test-time augmentation (`tta`: `none` or `hflip`), the emotionkit version and the SHA-256
+  of the run's recipe — ONNX `metadata_props` (strings, lists as JSON), SavedModel
+  `assets.extra/emotionkit.json`.
 
 All need TensorFlow (tf2onnx converts a `tf.function`); `emotionkit.export` runs them in a
 TensorFlow-backend process.
@@ -29,7 +33,7 @@ METADATA_FILE = "emotionkit.json"
 MAX_OPSET_TRIES = 4
 
 
-def artifact_metadata(run_dir: Path, model: Any) -> dict[str, str]:
+def artifact_metadata(run_dir: Path, model: Any, tta: str = "none") -> dict[str, str]:
     """String metadata for every artifact (ONNX metadata_props only holds strings)."""
     from emotionkit import __version__
 
@@ -43,6 +47,7 @@ def artifact_metadata(run_dir: Path, model: Any) -> dict[str, str]:
         "input_range": "0-255",
         "pixel_mean": repr(mean),
         "pixel_std": repr(std),
+        "tta": tta,
         "emotionkit_version": __version__,
         "recipe_sha256": hashlib.sha256((run_dir / "recipe.yaml").read_bytes()).hexdigest(),
     }
@@ -55,8 +60,13 @@ def _normalisation(model: Any) -> tuple[float, float]:
     return -float(np.asarray(layer.offset).reshape(-1)[0]) * std, std
 
 
-def serving_function(model: Any) -> Any:
-    """A `tf.function`: `image` (N, H, W, C) float32 0-255 -> {logits, probabilities}."""
+def serving_function(model: Any, tta: str = "none") -> Any:
+    """A `tf.function`: `image` (N, H, W, C) float32 0-255 -> {logits, probabilities}.
+
+    Args:
+        model: a float32 Keras model (TensorFlow backend).
+        tta: `none`, or `hflip`: the logits are the mean of the image's and its mirror's.
+    """
     import tensorflow as tf
 
     _, size, _, channels = model.input_shape
@@ -65,16 +75,19 @@ def serving_function(model: Any) -> Any:
     @tf.function(input_signature=[spec])
     def serve(image: Any) -> dict[str, Any]:
         logits = tf.cast(model(image, training=False), tf.float32)
+        if tta == "hflip":
+            mirrored = tf.cast(model(tf.reverse(image, axis=[2]), training=False), tf.float32)
+            logits = (logits + mirrored) / 2.0
         return {"logits": logits, "probabilities": tf.nn.softmax(logits)}
 
     return serve
 
 
-def write_saved_model(model: Any, path: Path, metadata: dict[str, str]) -> None:
+def write_saved_model(model: Any, path: Path, metadata: dict[str, str], tta: str = "none") -> None:
     """SavedModel with the `serving_default` signature of `serving_function`."""
     import keras
 
-    serve = serving_function(model)
+    serve = serving_function(model, tta)
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(name="serve", fn=serve)
@@ -85,7 +98,7 @@ def write_saved_model(model: Any, path: Path, metadata: dict[str, str]) -> None:
 
 
 def write_onnx(
-    model: Any, path: Path, metadata: dict[str, str], opset: int | None
+    model: Any, path: Path, metadata: dict[str, str], opset: int | None, tta: str = "none"
 ) -> dict[str, Any]:
     """Convert with tf2onnx at `opset` (or the newest that works); returns opset + fallbacks.
 
@@ -95,7 +108,7 @@ def write_onnx(
     fallbacks: list[dict[str, Any]] = []
     for candidate in _opset_candidates(opset):
         try:
-            _convert(model, path, candidate)
+            _convert(model, path, candidate, tta)
             _check_loads(path)
         except Exception as error:  # tf2onnx and onnxruntime raise many types
             fallbacks.append({"opset": candidate, "reason": f"{type(error).__name__}: {error}"})
@@ -115,12 +128,12 @@ def _opset_candidates(opset: int | None) -> list[int]:
     return list(range(newest, newest - MAX_OPSET_TRIES, -1))
 
 
-def _convert(model: Any, path: Path, opset: int) -> None:
+def _convert(model: Any, path: Path, opset: int, tta: str) -> None:
     import tf2onnx
     from keras.src.export.tf2onnx_lib import patch_tf2onnx
 
     patch_tf2onnx()  # tf2onnx 1.17 still uses NumPy aliases removed in NumPy 2 (as Keras does)
-    serve = serving_function(model)
+    serve = serving_function(model, tta)
     tf2onnx.convert.from_function(
         serve, input_signature=serve.input_signature, opset=opset, output_path=str(path)
     )

@@ -246,9 +246,7 @@ def _run_stages(
         )
     metrics = _evaluate_best(run_dir, datasets, data.class_names, result.best_epoch, recipe)
     console.print(
-        f"best epoch {result.best_epoch}: val accuracy "
-        f"{metrics['val']['accuracy']:.4f}, val macro-F1 {metrics['val']['macro_f1']:.4f}",
-        highlight=False,
+        _describe_best(result.best_epoch, metrics["val"]), highlight=False, soft_wrap=True
     )
     export = export_run(run_dir, recipe.export)
     if export:
@@ -362,24 +360,57 @@ def _build_model_stage(
 def _evaluate_best(
     run_dir: Path, datasets: dict[str, Any], class_names: list[str], best_epoch: int, recipe: Recipe
 ) -> dict[str, Any]:
-    """Score the best checkpoint on val (and test), and save the export parity reference."""
+    """Score the best checkpoint on val (and test), and save the export parity reference.
+
+    With `export.tta: hflip` the scores are those of the exported models (mean logits of each
+    image and its mirror), and each split also gets its `single_view` accuracy and macro-F1.
+    """
     import keras
     import numpy as np
 
-    from emotionkit.evaluate import classification_metrics, predict_logits
     from emotionkit.export import write_parity_reference
 
     best = keras.saving.load_model(run_dir / "checkpoints" / "best.keras", compile=False)
     metrics: dict[str, Any] = {"best_epoch": best_epoch, "monitor": recipe.train.monitor}
     for name in ("val", "test"):
         if name in datasets:
-            logits, labels = predict_logits(best, datasets[name])
-            metrics[name] = classification_metrics(labels, logits, class_names)
+            metrics[name] = _split_metrics(best, datasets[name], class_names, recipe.export.tta)
     images = np.concatenate([x for x, _ in datasets["val"].as_numpy_iterator()])
     images = images[: recipe.export.parity_samples]
-    write_parity_reference(run_dir, images, np.asarray(best.predict_on_batch(images)))
+    write_parity_reference(
+        run_dir,
+        images,
+        np.asarray(best.predict_on_batch(images)),
+        mirror_logits=np.asarray(best.predict_on_batch(np.ascontiguousarray(images[:, :, ::-1]))),
+    )
     write_json(run_dir / "metrics.json", metrics)
     return metrics
+
+
+def _split_metrics(model: Any, dataset: Any, class_names: list[str], tta: str) -> dict[str, Any]:
+    """`classification_metrics` of one split, of the mirrored-mean logits for `hflip`."""
+    from emotionkit.evaluate import classification_metrics, predict_logits
+
+    logits, labels = predict_logits(model, dataset)
+    if tta == "none":
+        return classification_metrics(labels, logits, class_names)
+    single_view = classification_metrics(labels, logits, class_names)
+    mirrored, _ = predict_logits(model, dataset.map(lambda x, y: (x[:, :, ::-1], y)))  # NHWC
+    mean = ((logits.astype("float64") + mirrored) / 2).astype("float32")  # as evaluate --tta
+    return {
+        **classification_metrics(labels, mean, class_names),
+        "tta": tta,
+        "single_view": {key: single_view[key] for key in ("accuracy", "macro_f1")},
+    }
+
+
+def _describe_best(best_epoch: int, val: dict[str, Any]) -> str:
+    """`best epoch 12: val accuracy 0.6580 (mirror TTA; single view 0.6442), ...`."""
+    tta = f" (mirror TTA; single view {val['single_view']['accuracy']:.4f})" if "tta" in val else ""
+    return (
+        f"best epoch {best_epoch}: val accuracy {val['accuracy']:.4f}{tta}, "
+        f"val macro-F1 {val['macro_f1']:.4f}"
+    )
 
 
 def _describe_splits(data: Any) -> str:

@@ -40,7 +40,7 @@ def evaluate(
     target_path: Path,
     data: Path | None = None,
     split: str = "val",
-    tta: str = "none",
+    tta: str | None = None,
     out: Path | None = None,
 ) -> Evaluation:
     """Score `target_path` on `split` and write metrics.json + predictions.npz.
@@ -50,10 +50,14 @@ def evaluate(
         data: a recipe (`.yaml`) or a data path (image folder root, `.csv`, `.npz`); default:
             the target's run, with its saved split.
         split: `train`, `val` or `test` (when the source has one).
-        tta: `none`, `hflip` or `hflip_crops` (see `emotionkit.evaluate.tta`).
+        tta: `none`, `hflip` or `hflip_crops` (see `emotionkit.evaluate.tta`); default: the
+            run's `export.tta` for a run directory (so the scores reproduce its
+            `metrics.json`), `none` for a model file (an export made with `export.tta: hflip`
+            already averages the mirror views inside).
         out: the output folder; default `RUN/eval/<split>` (or `eval/<model>/<split>`).
     """
     target = load_target(target_path)
+    tta = tta or _default_tta(Path(target_path), target)
     recipe, split_file = _data_recipe(target, data)
     loaded = load_data(recipe.data, recipe.seed, split_file)
     class_names = _model_class_names(target, loaded)
@@ -79,6 +83,13 @@ def evaluate(
     write_json(eval_dir / "metrics.json", metrics)
     _save_predictions(eval_dir, target, chosen, images, targets, logits, plain, tta)
     return Evaluation(metrics=metrics, eval_dir=eval_dir, target=target)
+
+
+def _default_tta(target_path: Path, target: Target) -> str:
+    """A run directory scores as its exports do (`export.tta`); a model file as it is."""
+    if target.run_dir is None or target_path.resolve() != target.run_dir.resolve():
+        return "none"
+    return load_recipe(target.run_dir / "recipe.yaml").export.tta
 
 
 def _data_recipe(target: Target, data: Path | None) -> tuple[Recipe, Path | None]:
@@ -218,8 +229,11 @@ def write_plots(evaluation: Evaluation, gradcam_per_class: int = 2) -> dict[str,
     return plots
 
 
-def report_run(run_dir: Path, split: str = "val", tta: str = "none") -> Path:
-    """Evaluate the run's best checkpoint, draw every plot and write `report.html`."""
+def report_run(run_dir: Path, split: str = "val", tta: str | None = None) -> Path:
+    """Evaluate the run's best checkpoint, draw every plot and write `report.html`.
+
+    `tta` defaults to the run's `export.tta`, as in `evaluate`.
+    """
     from emotionkit.evaluate.report import build_report
 
     evaluation = evaluate(run_dir, split=split, tta=tta)
