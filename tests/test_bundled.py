@@ -39,4 +39,4 @@ def test_predict_without_a_model_uses_the_bundled_one(tmp_path: Path) -> None:
 def test_models_list_shows_the_bundled_model() -> None:
     result = CliRunner().invoke(app, ["models", "list"])
     assert result.exit_code == 0, result.output
-    assert "fer2013-cpu" in result.output and "0.6442" in result.output
+    assert "fer2013-cpu" in result.output and "0.6643" in result.output

@@ -95,7 +95,8 @@ def test_model_endpoint_describes_the_bundled_model(client: TestClient) -> None:
     model = client.get("/v1/model").json()
     assert model["name"] == "fer2013-cpu" and model["classes"] == CLASSES
     assert model["input"] == {"height": 48, "width": 48, "channels": 1, "range": "0-255"}
-    assert model["provenance"]["val_accuracy"] == "0.6442"
+    assert model["provenance"]["val_accuracy"] == "0.6643"
+    assert model["provenance"]["tta"] == "hflip"  # the shipped model mirrors inside
     assert model["limits"]["max_upload_bytes"] == MAX_UPLOAD
     assert "recipe_yaml" not in model["provenance"]
 

@@ -26,6 +26,7 @@ EXTRA_METADATA_KEYS = (
     "export_parity_max_abs_diff",
     "pixel_mean",
     "pixel_std",
+    "tta",  # `hflip`: the model averages each face with its mirror (export.tta)
 )
 
 
