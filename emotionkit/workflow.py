@@ -368,13 +368,14 @@ def _evaluate_best(
     import keras
     import numpy as np
 
+    from emotionkit.evaluate.metrics import dataset_metrics
     from emotionkit.export import write_parity_reference
 
     best = keras.saving.load_model(run_dir / "checkpoints" / "best.keras", compile=False)
     metrics: dict[str, Any] = {"best_epoch": best_epoch, "monitor": recipe.train.monitor}
     for name in ("val", "test"):
         if name in datasets:
-            metrics[name] = _split_metrics(best, datasets[name], class_names, recipe.export.tta)
+            metrics[name] = dataset_metrics(best, datasets[name], class_names, recipe.export.tta)
     images = np.concatenate([x for x, _ in datasets["val"].as_numpy_iterator()])
     images = images[: recipe.export.parity_samples]
     write_parity_reference(
@@ -385,23 +386,6 @@ def _evaluate_best(
     )
     write_json(run_dir / "metrics.json", metrics)
     return metrics
-
-
-def _split_metrics(model: Any, dataset: Any, class_names: list[str], tta: str) -> dict[str, Any]:
-    """`classification_metrics` of one split, of the mirrored-mean logits for `hflip`."""
-    from emotionkit.evaluate import classification_metrics, predict_logits
-
-    logits, labels = predict_logits(model, dataset)
-    if tta == "none":
-        return classification_metrics(labels, logits, class_names)
-    single_view = classification_metrics(labels, logits, class_names)
-    mirrored, _ = predict_logits(model, dataset.map(lambda x, y: (x[:, :, ::-1], y)))  # NHWC
-    mean = ((logits.astype("float64") + mirrored) / 2).astype("float32")  # as evaluate --tta
-    return {
-        **classification_metrics(labels, mean, class_names),
-        "tta": tta,
-        "single_view": {key: single_view[key] for key in ("accuracy", "macro_f1")},
-    }
 
 
 def _describe_best(best_epoch: int, val: dict[str, Any]) -> str:

@@ -20,6 +20,23 @@ def predict_logits(model: Any, dataset: Any) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(logits), np.concatenate(labels)
 
 
+def dataset_metrics(model: Any, dataset: Any, class_names: list[str], tta: str) -> dict[str, Any]:
+    """`classification_metrics` of a model on a dataset; with `tta="hflip"`, of the mean logits
+    of each image and its mirror (what an `export.tta: hflip` export scores), plus the
+    single-view accuracy and macro-F1 under `single_view`."""
+    logits, labels = predict_logits(model, dataset)
+    if tta == "none":
+        return classification_metrics(labels, logits, class_names)
+    single_view = classification_metrics(labels, logits, class_names)
+    mirrored, _ = predict_logits(model, dataset.map(lambda x, y: (x[:, :, ::-1], y)))  # NHWC
+    mean = ((logits.astype("float64") + mirrored) / 2).astype("float32")  # as evaluate --tta
+    return {
+        **classification_metrics(labels, mean, class_names),
+        "tta": tta,
+        "single_view": {key: single_view[key] for key in ("accuracy", "macro_f1")},
+    }
+
+
 def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
     """Rows are true classes, columns predicted classes."""
     matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
