@@ -64,6 +64,7 @@ def tests(session: nox.Session, backend: str) -> None:
         # (`nox -s browser`), not a timing-sensitive passenger on a loaded test run.
         "-m",
         "not browser",
+        "--durations=12",  # the slowest tests in every CI log: where the suite's time goes
         "--cov=emotionkit",
         "--cov-report=term-missing:skip-covered",
         f"--cov-fail-under={COVERAGE_FLOOR}",
