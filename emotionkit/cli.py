@@ -90,6 +90,12 @@ def export(
         help="Comma-separated: saved_model, onnx, onnx_int8.",
         show_default="the run recipe's export.formats",
     ),
+    tta: str | None = typer.Option(
+        None,
+        "--tta",
+        help="none, or hflip: the artifacts average each face with its mirror.",
+        show_default="the run recipe's export.tta",
+    ),
 ) -> None:
     """(Re-)export a run's best checkpoint, each artifact through the parity gate."""
     from emotionkit.export import export_run
@@ -97,6 +103,7 @@ def export(
     if not (run_dir / "checkpoints" / "best.keras").is_file():
         raise EmotionkitError(f"{run_dir} is not a run directory (no checkpoints/best.keras).")
     overrides = [f"export.formats=[{formats}]"] if formats else []
+    overrides += [f"export.tta={tta}"] if tta else []
     report = export_run(run_dir, load_recipe(run_dir / "recipe.yaml", overrides).export)
     if not report:
         raise EmotionkitError(f"{run_dir}/recipe.yaml lists no export.formats; nothing to do.")

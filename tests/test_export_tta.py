@@ -112,3 +112,23 @@ def test_console_line_shows_the_single_view_accuracy_beside_the_mirrored_one() -
     assert _describe_best(12, mirrored) == (
         "best epoch 12: val accuracy 0.6580 (mirror TTA; single view 0.6442), val macro-F1 0.6300"
     )
+
+
+def test_cli_export_tta_option_overrides_the_recipe(tta_run: Path, tmp_path: Path) -> None:
+    """`emotionkit export RUN --tta none` re-exports a mirrored run as a single-view model."""
+    from typer.testing import CliRunner
+
+    from emotionkit.cli import app
+
+    copy = tmp_path / "run"
+    shutil.copytree(tta_run, copy)
+    result = CliRunner().invoke(app, ["export", str(copy), "--tta", "none"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((copy / "export" / "export.json").read_text())
+    assert report["passed"] is True and report["metadata"]["tta"] == "none"
+    with np.load(copy / "export" / REFERENCE_FILE) as stored:
+        images, plain = np.asarray(stored["images"], np.float32), stored["logits"]
+    logits = onnx_outputs(copy / "export" / "model.onnx", images)["logits"]
+    np.testing.assert_allclose(logits, plain, atol=1e-4)  # the single view, not the mean
+    bad = CliRunner().invoke(app, ["export", str(copy), "--tta", "hflip_crops"])
+    assert bad.exit_code != 0 and "`export.tta`" in str(bad.exception)  # names the field
