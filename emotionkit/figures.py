@@ -2,9 +2,31 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+DPI = 110
+
+
+def new_figure(width: float, height: float) -> Any:
+    """A matplotlib `Figure` (inches), constrained layout, without pyplot.
+
+    No pyplot means no global backend or figure state: `savefig` renders with the Agg canvas,
+    so this runs headless and leaves a notebook's backend alone.
+    """
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def save_figure(figure: Any, path: Path, dpi: int = DPI) -> Path:
+    """Write `figure` as a PNG at `path`, creating its folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=dpi, format="png")
+    return path
 
 
 def show_image(ax: Any, image: np.ndarray) -> None:

@@ -17,14 +17,13 @@ import numpy as np
 import pytest
 
 from emotionkit.errors import EmotionkitError
-from emotionkit.evaluate.metrics import expected_calibration_error
-from emotionkit.evaluate.plots import (
+from emotionkit.evaluate.galleries import (
     most_confident_mistakes,
     plot_gallery,
     random_correct_examples,
-    read_history,
-    write_eval_plots,
 )
+from emotionkit.evaluate.metrics import expected_calibration_error
+from emotionkit.evaluate.plots import read_history, write_eval_plots
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ALWAYS = {"confusion_counts", "confusion_normalized", "reliability", "per_class", "mistakes",

@@ -17,15 +17,15 @@ import csv
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from emotionkit.errors import EmotionkitError
+from emotionkit.evaluate.galleries import plot_gallery
 from emotionkit.evaluate.metrics import calibration_bins, expected_calibration_error, softmax
-from emotionkit.figures import hide_frame, show_image
+from emotionkit.figures import hide_frame, new_figure, save_figure, show_image
 
-DPI = 110
 PLOT_NAMES = (
     "confusion_counts",
     "confusion_normalized",
@@ -59,7 +59,7 @@ def plot_confusion(
     support = counts.sum(axis=1)
     values = counts / np.maximum(support, 1)[:, None] if normalize else counts
     size = max(4.5, 0.7 * k + 2.5)
-    figure = _figure(size + 1.2, size)
+    figure = new_figure(size + 1.2, size)
     ax = figure.subplots()
     top = 1.0 if normalize else max(int(counts.max()), 1)
     image = ax.imshow(values, cmap="Blues", vmin=0, vmax=top)
@@ -82,7 +82,7 @@ def plot_confusion(
         summary = f"accuracy {np.trace(counts) / total if total else 0.0:.3f}"
         kind = "counts"
     ax.set_title(f"Confusion matrix, {kind}\n{summary} on {total} images")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def read_history(history_csv: Path) -> dict[str, np.ndarray]:
@@ -104,7 +104,7 @@ def plot_training_curves(history_csv: Path, path: Path) -> Path:
     history = read_history(history_csv)
     length = len(next(iter(history.values()), []))
     epochs = history["epoch"] + 1 if "epoch" in history else np.arange(1, length + 1)
-    figure = _figure(11, 7.5)
+    figure = new_figure(11, 7.5)
     axes = figure.subplots(2, 2).ravel()
     panels = (("loss", "loss", False), ("accuracy", "accuracy", True),
               ("macro_f1", "macro-F1", True))  # fmt: skip
@@ -122,7 +122,7 @@ def plot_training_curves(history_csv: Path, path: Path) -> Path:
     for ax in axes:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no epoch 2.5
     figure.suptitle(f"Training curves ({Path(history_csv).name}, {length} epochs)")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_reliability(
@@ -136,7 +136,7 @@ def plot_reliability(
     counts, accuracy, confidence = calibration_bins(probabilities, labels, bins)
     ece = expected_calibration_error(probabilities, labels, bins)
     centres, used, n = (np.arange(bins) + 0.5) / bins, counts > 0, int(counts.sum())
-    figure = _figure(6.5, 7)
+    figure = new_figure(6.5, 7)
     top, bottom = figure.subplots(2, 1, sharex=True, height_ratios=[3, 1])
     top.bar(centres[used], accuracy[used], width=1 / bins, edgecolor="black",
             color="tab:blue", alpha=0.8, label="accuracy in bin")  # fmt: skip
@@ -152,7 +152,7 @@ def plot_reliability(
                   f"accuracy {overall:.3f}, mean confidence {mean_confidence:.3f}")  # fmt: skip
     bottom.bar(centres, counts, width=1 / bins, color="grey", edgecolor="black")
     bottom.set(xlabel="confidence (top-1 probability)", ylabel="images")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_per_class(
@@ -164,7 +164,7 @@ def plot_per_class(
                        for n in class_names]).reshape(len(class_names), 3)  # fmt: skip
     support = [int(per_class.get(name, {}).get("support", 0)) for name in class_names]
     k = len(class_names)
-    figure = _figure(max(6.5, 1.2 * k + 2.5), 4.8)
+    figure = new_figure(max(6.5, 1.2 * k + 2.5), 4.8)
     ax = figure.subplots()
     x = np.arange(k)
     width = 0.27
@@ -188,115 +188,7 @@ def plot_per_class(
     ax.set_yticks(np.linspace(0, 1, 6))
     ax.grid(axis="y", alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    return _save(figure, path)
-
-
-def most_confident_mistakes(
-    probabilities: np.ndarray, labels: np.ndarray, limit: int
-) -> np.ndarray:
-    """Indices of wrong top-1 predictions, most confident first, at most `limit` of them.
-
-    Confident mistakes are the most telling ones: label noise, ambiguous faces or a class
-    the model has collapsed onto. Ties keep dataset order, so the pick is deterministic.
-    """
-    probabilities = np.asarray(probabilities)
-    wrong = np.flatnonzero(probabilities.argmax(axis=1) != np.asarray(labels))
-    order = np.argsort(-probabilities[wrong].max(axis=1, initial=0.0), kind="stable")
-    return wrong[order][: max(limit, 0)]
-
-
-def random_correct_examples(
-    probabilities: np.ndarray, labels: np.ndarray, num_classes: int, per_class: int, seed: int
-) -> list[np.ndarray]:
-    """Per class, up to `per_class` seeded random indices of correctly predicted images."""
-    rng = np.random.default_rng(seed)
-    correct = np.asarray(probabilities).argmax(axis=1) == np.asarray(labels)
-    picks = []
-    for label in range(num_classes):
-        members = np.flatnonzero(correct & (np.asarray(labels) == label))
-        picks.append(np.sort(rng.choice(members, min(per_class, len(members)), replace=False)))
-    return picks
-
-
-def plot_gallery(
-    images: np.ndarray,
-    labels: np.ndarray,
-    probabilities: np.ndarray,
-    class_names: Sequence[str],
-    path: Path,
-    kind: Literal["mistakes", "correct"],
-    per_class: int = 4,
-    seed: int = 0,
-) -> Path:
-    """Image grid of the most confident mistakes, or of random correct predictions per class.
-
-    `kind="mistakes"` shows up to `per_class * K` wrong predictions, most confident first,
-    titled "true → predicted (p)"; `kind="correct"` one row per class (seeded).
-    """
-    if kind == "mistakes":
-        return _mistakes_gallery(images, labels, probabilities, class_names, path, per_class)
-    if kind == "correct":
-        return _correct_gallery(images, labels, probabilities, class_names, path, per_class, seed)
-    raise ValueError(f"gallery kind must be 'mistakes' or 'correct', got {kind!r}")
-
-
-def _mistakes_gallery(
-    images: np.ndarray,
-    labels: np.ndarray,
-    probabilities: np.ndarray,
-    class_names: Sequence[str],
-    path: Path,
-    per_class: int,
-) -> Path:
-    picks = most_confident_mistakes(probabilities, labels, per_class * len(class_names))
-    wrong = int(np.sum(np.asarray(probabilities).argmax(axis=1) != labels))
-    columns = max(1, min(len(picks), max(4, min(len(class_names), 8))))
-    rows = max(1, -(-len(picks) // columns))
-    figure = _figure(max(1.9 * columns, 5.5), 2.0 * rows + 0.6)  # wide enough for the title
-    axes = figure.subplots(rows, columns, squeeze=False).ravel()
-    for ax in axes:
-        hide_frame(ax)
-    for ax, index in zip(axes, picks, strict=False):  # picks fill the first cells
-        predicted = int(np.argmax(probabilities[index]))
-        show_image(ax, images[index])
-        title = f"{class_names[labels[index]]} → {class_names[predicted]}"
-        ax.set_title(
-            f"{title} ({probabilities[index, predicted]:.2f})", fontsize=8, color="firebrick"
-        )
-    if not len(picks):
-        axes[0].text(0.5, 0.5, "no wrong predictions\non this split", ha="center", va="center")
-    figure.suptitle(f"Most confident mistakes: {len(picks)} of {wrong} wrong predictions\n"
-                    "true → predicted (predicted probability)", fontsize=11)  # fmt: skip
-    return _save(figure, path)
-
-
-def _correct_gallery(
-    images: np.ndarray,
-    labels: np.ndarray,
-    probabilities: np.ndarray,
-    class_names: Sequence[str],
-    path: Path,
-    per_class: int,
-    seed: int,
-) -> Path:
-    picks = random_correct_examples(probabilities, labels, len(class_names), per_class, seed)
-    predicted = np.asarray(probabilities).argmax(axis=1)
-    columns = max(per_class, 1)
-    figure = _figure(1.5 * columns + 1.3, 1.6 * len(class_names) + 0.6)
-    axes = figure.subplots(len(class_names), columns, squeeze=False)
-    for label, (name, members) in enumerate(zip(class_names, picks, strict=True)):
-        for ax, index in zip(axes[label], [*members, *[None] * columns], strict=False):
-            hide_frame(ax)
-            if index is not None:
-                show_image(ax, images[index])
-                ax.set_title(f"p={probabilities[index, label]:.2f}", fontsize=8)
-        support = int(np.sum(labels == label))
-        correct = int(np.sum((labels == label) & (predicted == label)))
-        axes[label][0].set_ylabel(f"{name}\n({correct} of {support}\ncorrect)", rotation=0,
-                                  ha="right", va="center", fontsize=9)  # fmt: skip
-    figure.suptitle(f"Correct predictions: up to {per_class} random per class (seed {seed})",
-                    fontsize=11)  # fmt: skip
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_distributions(
@@ -321,7 +213,7 @@ def plot_distributions(
     per_row = 2
     rows = 1 + -(-len(picks) // per_row)
     ratios = [1, 3] * per_row if images is not None else [3] * per_row
-    figure = _figure(max(10.0, 0.9 * len(class_names) * per_row + 3), 2.6 * rows + 0.4)
+    figure = new_figure(max(10.0, 0.9 * len(class_names) * per_row + 3), 2.6 * rows + 0.4)
     grid = figure.add_gridspec(rows, len(ratios), width_ratios=ratios)
     mean_ax = figure.add_subplot(grid[0, :])
     _distribution_bars(mean_ax, targets.mean(axis=0), probabilities.mean(axis=0), class_names)
@@ -340,7 +232,7 @@ def plot_distributions(
         _distribution_bars(ax, targets[index], probabilities[index], class_names)
         ax.set_title(f"image {index}: TVD {tvd[index]:.2f}", fontsize=9)
     figure.suptitle("Target vs predicted distributions (images from best to worst fit)")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_tsne(
@@ -374,7 +266,7 @@ def plot_tsne(
     tsne = TSNE(n_components=2, init="pca", random_state=seed, perplexity=perplexity)
     with threadpool_limits(limits=1, user_api="openmp"):
         coords = tsne.fit_transform(points.reshape(len(points), -1).astype(np.float32))
-    figure = _figure(8.5, 6.5)
+    figure = new_figure(8.5, 6.5)
     ax = figure.subplots()
     colours = _class_colours(len(class_names))
     for label, name in enumerate(class_names):
@@ -385,7 +277,7 @@ def plot_tsne(
     ax.legend(title="true class", loc="upper left", bbox_to_anchor=(1.0, 1.0), markerscale=2)
     ax.set_title(f"t-SNE of embeddings: {len(points)} of {total} images "
                  f"(perplexity {perplexity:g}, seed {seed})")  # fmt: skip
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def write_eval_plots(eval_dir: Path, history_csv: Path | None = None) -> dict[str, Path]:
@@ -472,19 +364,6 @@ def _read_predictions(path: Path) -> dict[str, np.ndarray]:
                                   "older emotionkit; evaluate the run again.")  # fmt: skip
         optional = ("images", "embeddings")
         return {key: data[key] for key in (*required, *optional) if key in data.files}
-
-
-def _figure(width: float, height: float) -> Any:
-    from matplotlib.figure import Figure  # no pyplot: no global backend or figure state
-
-    return Figure(figsize=(width, height), layout="constrained")
-
-
-def _save(figure: Any, path: Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=DPI, format="png")
-    return path
 
 
 def _plot_metric_panel(
