@@ -24,7 +24,7 @@ from emotionkit.evaluate.compare import (
     to_markdown,
     to_rich_table,
 )
-from emotionkit.evaluate.report import RunDirError
+from emotionkit.evaluate.run_files import RunDirError
 
 RECIPE: dict[str, Any] = {
     "name": "demo",

@@ -22,7 +22,7 @@ import yaml
 from rich.table import Table
 from rich.text import Text
 
-from emotionkit.evaluate.report import (
+from emotionkit.evaluate.run_files import (
     MISSING_TEXT,
     RunDirError,
     epochs_logged,
