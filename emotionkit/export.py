@@ -26,7 +26,7 @@ import numpy as np
 
 from emotionkit.errors import EmotionkitError, ExportError
 from emotionkit.evaluate.metrics import softmax
-from emotionkit.evaluate.tta import tta_logits
+from emotionkit.evaluate.tta import mean_logits, tta_logits
 from emotionkit.export_formats import (
     artifact_metadata,
     onnx_outputs,
@@ -245,7 +245,7 @@ def _parity_reference(export_dir: Path, tta: str) -> tuple[np.ndarray, np.ndarra
                 "re-run the training."
             )
         mirror_logits = stored["mirror_logits"]
-    return images, ((logits.astype(np.float64) + mirror_logits) / 2).astype(np.float32)
+    return images, mean_logits((logits, mirror_logits))
 
 
 def _compare(candidate: np.ndarray, reference: np.ndarray, atol: float) -> dict[str, Any]:

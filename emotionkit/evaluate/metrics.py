@@ -24,14 +24,15 @@ def dataset_metrics(model: Any, dataset: Any, class_names: list[str], tta: str) 
     """`classification_metrics` of a model on a dataset; with `tta="hflip"`, of the mean logits
     of each image and its mirror (what an `export.tta: hflip` export scores), plus the
     single-view accuracy and macro-F1 under `single_view`."""
+    from emotionkit.evaluate.tta import mean_logits
+
     logits, labels = predict_logits(model, dataset)
     if tta == "none":
         return classification_metrics(labels, logits, class_names)
     single_view = classification_metrics(labels, logits, class_names)
     mirrored, _ = predict_logits(model, dataset.map(lambda x, y: (x[:, :, ::-1], y)))  # NHWC
-    mean = ((logits.astype("float64") + mirrored) / 2).astype("float32")  # as evaluate --tta
     return {
-        **classification_metrics(labels, mean, class_names),
+        **classification_metrics(labels, mean_logits((logits, mirrored)), class_names),
         "tta": tta,
         "single_view": {key: single_view[key] for key in ("accuracy", "macro_f1")},
     }

@@ -9,7 +9,7 @@ they work for every target kind (Keras, SavedModel, ONNX) alike.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -35,13 +35,22 @@ def tta_logits(
     logits_of: Callable[[np.ndarray], np.ndarray], images: np.ndarray, mode: str
 ) -> np.ndarray:
     """Mean logits over the views of `mode` (`none`: the plain logits)."""
+    return mean_logits(logits_of(view) for view in views(images, mode))
+
+
+def mean_logits(per_view: Iterable[np.ndarray]) -> np.ndarray:
+    """The mean of per-view logits, summed in float64 one view at a time, as float32.
+
+    Every mirrored or multi-view score (evaluation, training-time metrics, the export parity
+    reference) averages through here, so they agree to the last bit.
+    """
     total = None
     count = 0
-    for view in views(images, mode):
-        logits = logits_of(view)
-        total = logits.astype(np.float64) if total is None else total + logits
+    for logits in per_view:
+        total = np.asarray(logits, np.float64) if total is None else total + logits
         count += 1
-    assert total is not None
+    if total is None:
+        raise ValueError("mean_logits needs at least one view")
     return (total / count).astype(np.float32)
 
 
