@@ -55,7 +55,7 @@ class StepTimer:
 
 
 def measure_decode(spec: Any) -> dict[str, float]:
-    from emotionkit.data.sources import IMAGE_EXTENSIONS, decode_images
+    from emotionkit.data.decode import IMAGE_EXTENSIONS, decode_images
 
     root = Path(spec.source.path) / "train"
     paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)

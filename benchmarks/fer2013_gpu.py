@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from emotionkit.data.pipeline import class_weights_from_counts, pixel_mean_std
-from emotionkit.data.sources import content_hashes, stratified_split
+from emotionkit.data.splits import content_hashes, stratified_split
 from emotionkit.data.synthetic import FER_CLASSES
 from emotionkit.recipe import Recipe, load_recipe
 from emotionkit.runtime import configure_frameworks, resolve_runtime

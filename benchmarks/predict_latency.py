@@ -34,7 +34,7 @@ def runners(run_dir: Path) -> dict[str, Runner]:
     import tensorflow as tf
 
     import emotionkit.training  # noqa: F401  (custom objects of the compiled checkpoint)
-    from emotionkit.export import load_float32_model
+    from emotionkit.models.float32 import load_float32_model
 
     model = load_float32_model(run_dir / "checkpoints" / "best.keras")
     signature = tf.saved_model.load(str(run_dir / "export" / "saved_model")).signatures[

@@ -150,10 +150,10 @@ def run_keras_minimal(args: argparse.Namespace) -> dict[str, float]:
     import numpy as np
 
     from emotionkit.models import build_model
-    from emotionkit.recipe import ModelSpec
+    from emotionkit.models.resnet import ResNetSpec
 
     keras.utils.clear_session()
-    spec = ModelSpec(stem="cifar", width=args.width, stage_blocks=args.blocks)
+    spec = ResNetSpec(stem="cifar", width=args.width, stage_blocks=args.blocks)
     model = build_model(spec, image_size=IMAGE_SIZE, channels=1, num_classes=NUM_CLASSES)
     model.compile(
         optimizer=keras.optimizers.AdamW(1e-3),

@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from emotionkit.errors import DataError, EmotionkitError, ExportError, RecipeError
 from emotionkit.recipe import Recipe, load_recipe
-
-__version__ = "0.1.0"
+from emotionkit.version import __version__
 
 __all__ = [
     "DataError",

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from emotionkit.errors import EmotionkitError, RecipeError
-from emotionkit.recipe import OptimizerSpec, TrainSpec
+from emotionkit.training.spec import OptimizerSpec, TrainSpec
 
 TF_CPU_DEVICES_ENV = "EMOTIONKIT_TF_CPU_DEVICES"
 """Split the host CPU into this many TensorFlow logical devices (tests, CLI checks on a laptop):

@@ -35,7 +35,9 @@ from emotionkit.export_formats import (
     write_onnx,
     write_saved_model,
 )
-from emotionkit.recipe import ExportSpec, load_recipe
+from emotionkit.export_spec import ExportSpec
+from emotionkit.models.float32 import load_float32_model
+from emotionkit.recipe import load_recipe
 from emotionkit.runs import package_versions, write_json
 
 REFERENCE_FILE = "parity_reference.npz"
@@ -197,33 +199,6 @@ def _int8_data(run_dir: Path, per_class: int) -> tuple[np.ndarray, np.ndarray, n
     chosen = np.sort(np.concatenate(picks))
     as_float = np.float32
     return train.images[chosen].astype(as_float), val.images.astype(as_float), val.hard_labels
-
-
-def load_float32_model(path: Path) -> Any:
-    """Load a `.keras` file with every layer in float32 (converters need float32 graphs).
-
-    Mixed-precision models keep float32 variables, so rebuilding the architecture under a
-    float32 policy and copying the weights loses nothing.
-    """
-    import keras
-
-    model = keras.saving.load_model(path, compile=False)
-    if all(layer.dtype_policy.name == "float32" for layer in model.layers):
-        return model
-    config = _force_float32(model.get_config())
-    clone = model.__class__.from_config(config)
-    clone.set_weights(model.get_weights())
-    return clone
-
-
-def _force_float32(node: Any) -> Any:
-    if isinstance(node, dict):
-        if node.get("class_name") in ("DTypePolicy", "FloatDTypePolicy"):
-            return {**node, "config": {**node.get("config", {}), "name": "float32"}}
-        return {key: _force_float32(value) for key, value in node.items()}
-    if isinstance(node, list):
-        return [_force_float32(item) for item in node]
-    return node
 
 
 def _parity_reference(export_dir: Path, tta: str) -> tuple[np.ndarray, np.ndarray]:

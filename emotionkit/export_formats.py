@@ -35,7 +35,7 @@ MAX_OPSET_TRIES = 4
 
 def artifact_metadata(run_dir: Path, model: Any, tta: str = "none") -> dict[str, str]:
     """String metadata for every artifact (ONNX metadata_props only holds strings)."""
-    from emotionkit import __version__
+    from emotionkit.version import __version__
 
     _, size, _, channels = model.input_shape
     mapping = json.loads((run_dir / "labels_mapping.json").read_text())

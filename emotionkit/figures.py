@@ -1,7 +1,12 @@
-"""Small matplotlib helpers shared by the figures of `data inspect` and `evaluate`."""
+"""Small matplotlib helpers shared by every figure: `data inspect`, `evaluate`, TensorBoard.
+
+Create figures with `new_figure` and write them with `save_figure` (or `figure_png` for
+bytes) rather than with pyplot, so no module sets up matplotlib its own way.
+"""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +32,13 @@ def save_figure(figure: Any, path: Path, dpi: int = DPI) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=dpi, format="png")
     return path
+
+
+def figure_png(figure: Any, dpi: int = DPI) -> bytes:
+    """`figure` as PNG bytes, for an image that goes to TensorBoard rather than to a file."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, dpi=dpi, format="png")
+    return buffer.getvalue()
 
 
 def show_image(ax: Any, image: np.ndarray) -> None:

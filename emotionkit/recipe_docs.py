@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from emotionkit.recipe import Recipe
+from emotionkit.sections import OneKeyEntry, PickedBy
 
 REGENERATE_COMMAND = "python -m emotionkit.recipe_docs docs/recipe-reference.md"
 DEFAULT_OUTPUT = Path("docs/recipe-reference.md")
@@ -90,37 +91,61 @@ def _collect_tables(
     """Append `model`'s table, then recurse into its sub-sections (one table per union kind).
 
     The parent's table goes first so the reference reads top-down, as a recipe file does.
+    Registry-picked sections (`model`, `data.source`) get one table per registered class;
+    `{name: {params}}` lists (`data.augment`) one table per registered entry.
     """
     rows: list[Row] = []
-    sections: list[tuple[str, FieldInfo, list[type[BaseModel]]]] = []
+    sections: list[tuple[str, FieldInfo, list[type[BaseModel]], str | None]] = []
+    entries: list[tuple[str, OneKeyEntry]] = []
     for name, field in model.model_fields.items():
-        members = _section_members(field.annotation)
+        members, tag = _section_members(field)
+        entry = _entry_list_marker(field.annotation)
         if members:
-            sections.append((prefix + name, field, members))
-        else:
-            rows.append(_leaf_row(prefix + name, field, is_tag=name == discriminator))
+            sections.append((prefix + name, field, members, tag))
+            continue
+        if entry is not None:
+            entries.append((prefix + name, entry))
+        is_tag = name == discriminator and field.is_required()
+        rows.append(_leaf_row(prefix + name, field, is_tag=is_tag))
     tables.append(Table(title, intro, rows))
-    for key, field, members in sections:
-        tag = field.discriminator if isinstance(field.discriminator, str) else None
+    for key, field, members, tag in sections:
         for member in members:
             kind = _tag_value(member, tag)
-            member_title = f"`{key}` (kind: {kind})" if kind else f"`{key}`"
+            member_title = f"`{key}` ({tag}: {kind})" if kind else f"`{key}`"
             member_intro = _section_intro(key, field, member, tag)
             _collect_tables(member, key + ".", member_title, member_intro, tables, tag)
+    for key, entry in entries:
+        for entry_name, entry_class in entry.registry.items():
+            entry_key = f"{key}[].{entry_name}"
+            entry_intro = f"`- {entry_name}: {{params}}` in `{key}`. {_class_summary(entry_class)}"
+            _collect_tables(
+                entry_class, entry_key + ".", f"`{entry_key}`", entry_intro, tables, None
+            )
 
 
-def _section_members(annotation: Any) -> list[type[BaseModel]]:
-    """The section classes behind a field: one for a nested section, several for a union.
+def _section_members(field: FieldInfo) -> tuple[list[type[BaseModel]], str | None]:
+    """The section classes behind a field and the key that picks one (`kind`, `name`).
 
-    Returns [] for leaf fields, including unions of plain types such as `list[int] | None`.
+    One class for a nested section; every registered class for a registry-picked section.
+    Returns ([], None) for leaf fields, including unions of plain types (`list[int] | None`).
     """
-    if _is_section(annotation):
-        return [annotation]
-    if typing.get_origin(annotation) in _UNION_ORIGINS:
-        members = list(typing.get_args(annotation))
-        if members and all(_is_section(member) for member in members):
-            return members
-    return []
+    for marker in field.metadata:
+        if isinstance(marker, PickedBy):
+            return [cls for _, cls in marker.registry.items()], marker.key
+    if _is_section(field.annotation):
+        return [field.annotation], None  # type: ignore[list-item]
+    return [], None
+
+
+def _entry_list_marker(annotation: Any) -> OneKeyEntry | None:
+    """The registry of a `list[{name: {params}}]` field such as `data.augment`."""
+    if typing.get_origin(annotation) is not list:
+        return None
+    (item,) = typing.get_args(annotation)
+    for marker in getattr(item, "__metadata__", ()):
+        if isinstance(marker, OneKeyEntry):
+            return marker
+    return None
 
 
 def _is_section(annotation: Any) -> bool:
@@ -185,7 +210,11 @@ def _type_name(annotation: Any) -> str:
     if origin in _UNION_ORIGINS:
         return " | ".join(_type_name(arg) for arg in args)
     if origin is list:
+        if args and _entry_list_marker(annotation) is not None:
+            return "list[{name: {params}}]"
         return f"list[{_type_name(args[0])}]" if args else "list"
+    if origin is tuple:
+        return "[" + ", ".join(_type_name(arg) for arg in args) + "]"
     if origin is dict or annotation is dict:
         return "mapping"
     if annotation in _TYPE_NAMES:
@@ -240,7 +269,8 @@ def _format_value(value: Any) -> str:
 def _header() -> str:
     return (
         "# Recipe reference\n\n"
-        f"> Generated from the pydantic models in `emotionkit/recipe.py` by `{REGENERATE_COMMAND}`."
+        "> Generated from the stages' recipe sections (assembled in `emotionkit/recipe.py`) and "
+        f"the registries by `{REGENERATE_COMMAND}`."
         "\n> Do not edit this file by hand: change the models and regenerate it "
         "(`tests/test_recipe_docs.py` fails when it is stale).\n\n"
         "Every key below can be set in a recipe YAML file or overridden on the command line "

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from emotionkit.data.augment import AUGMENTATIONS, build_augment_fn
+from emotionkit.data.augment import build_augment_fn
+from emotionkit.data.registry import AUGMENTATIONS
 from emotionkit.errors import RecipeError
 from emotionkit.recipe import load_recipe
 from tests.conftest import BACKEND
@@ -159,25 +160,29 @@ def test_same_seed_gives_the_same_batches_in_a_fresh_dataset() -> None:
 @pytest.mark.parametrize(
     ("op", "message"),
     [
-        ({"flp": {}}, r"unknown augmentation 'flp' \(did you mean 'flip'\?\); available: flip"),
-        ({"rotate": {"angle": 3}}, r"\(rotate\): unknown parameter 'angle'; valid: degrees, p"),
-        ({"noise": {"stdev": 3}}, r"did you mean 'std'"),
-        ({"mixup": 0.2}, r"\(mixup\): params must be a mapping"),
-        ({"flip": {"p": 1.5}}, r"\(flip\): p must be between 0 and 1"),
-        ({"flip": {"mode": "diagonal"}}, r"mode must be one of horizontal"),
-        ({"random_resized_crop": {"scale": [0.9, 0.5]}}, r"scale must be \[min, max\]"),
-        ({"random_resized_crop": {"scale": 0.0}}, r"scale must be above 0"),
-        ({"erasing": {"fill_value": "mean"}}, r"fill_value must be a grey level"),
-        ({"cutmix": {"alpha": 2.0}}, r"alpha must be in \(0, 1\]"),
-        ({"mixup": {"alpha": 0}}, r"alpha must be > 0"),
-        ({"noise": {"std": -1}}, r"std must be >= 0"),
-        ({"blur": {"kernel_size": 4}}, r"\(blur\): .*odd"),
-        ({"randaugment": {"factor": 2.0}}, r"\(randaugment\)"),
-        ({"contrast": {"factor": "x"}}, r"\(contrast\)"),
+        (
+            {"flp": {}},
+            r"` = 'flp': unknown augmentation 'flp'\. Did you mean 'flip'\? Registered: .*flip",
+        ),
+        ({"rotate": {"angle": 3}}, r"\.rotate\.angle` .* Valid keys in .*: degrees, p"),
+        ({"noise": {"stdev": 3}}, r"Did you mean `data\.augment\[1\]\.noise\.std`"),
+        ({"mixup": 0.2}, r"\.mixup` = 0\.2: Input should be a valid dictionary"),
+        ({"flip": {"p": 1.5}}, r"\.flip\.p` = 1\.5: Input should be less than or equal to 1"),
+        ({"flip": {"mode": "diagonal"}}, r"\.flip\.mode` = 'diagonal': Input should be 'horiz"),
+        ({"random_resized_crop": {"scale": [0.9, 0.5]}}, r"scale` .* must be \[min, max\]"),
+        ({"random_resized_crop": {"scale": 0.0}}, r"scale` = 0\.0: must be \[min, max\] within"),
+        ({"erasing": {"fill_value": "mean"}}, r"\.erasing\.fill_value` = 'mean': Input should"),
+        ({"cutmix": {"alpha": 2.0}}, r"\.cutmix\.alpha` = 2\.0: Input should be less than or"),
+        ({"mixup": {"alpha": 0}}, r"\.mixup\.alpha` = 0: Input should be greater than 0"),
+        ({"noise": {"std": -1}}, r"\.noise\.std` = -1: Input should be greater than or equal"),
+        ({"blur": {"kernel_size": 4}}, r"\.blur\.kernel_size` = 4: must be odd"),
+        ({"randaugment": {"factor": 2.0}}, r"\.randaugment\.factor` = 2\.0"),
+        ({"contrast": {"factor": "x"}}, r"\.contrast\.factor` = 'x'"),
+        ({"flip": {}, "rotate": {}}, r"` = .*must be one `\{name: \{params\}\}` mapping"),
     ],
 )
 def test_bad_ops_raise_recipe_errors_naming_the_entry(op: dict[str, Any], message: str) -> None:
-    with pytest.raises(RecipeError, match=r"^data\.augment\[1\].*" + message):
+    with pytest.raises(RecipeError, match=r"^`?(unknown key `)?data\.augment\[1\].*" + message):
         build_augment_fn([{"flip": {}}, op], seed=0)
 
 

@@ -61,6 +61,24 @@ def test_typo_exits_2_without_traceback(quickstart: Path) -> None:
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["data.augment=[{flipp: {}}]"], "Did you mean 'flip'?"),
+        (["data.augment=[{flip: {pp: 0.5}}]"], "Did you mean `data.augment[0].flip.p`?"),
+        (["model.name=mobilenet_v3_small", "model.depth=50"], "unknown key `model.depth`"),
+    ],
+)
+def test_recipe_show_refuses_unknown_ops_params_and_model_fields(
+    quickstart: Path, tmp_path: Path, overrides: list[str], expected: str
+) -> None:
+    """Checked by the schema at `recipe show`, before any run directory could exist."""
+    result = run_cli("recipe", "show", str(quickstart), *overrides, cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert expected in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()
+
+
 def test_debug_flag_shows_the_traceback(quickstart: Path) -> None:
     result = run_cli("--debug", "recipe", "show", str(quickstart), "train.epochz=3")
     assert result.returncode != 0 and "Traceback" in result.stderr

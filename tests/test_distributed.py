@@ -27,7 +27,7 @@ from emotionkit.distribution import (
     even_validation_batches,
 )
 from emotionkit.errors import RecipeError
-from emotionkit.recipe import OptimizerSpec
+from emotionkit.training.spec import OptimizerSpec
 from emotionkit.workflow import resume, train
 from tests.conftest import BACKEND, REPO, TINY_OVERRIDES
 

@@ -18,7 +18,7 @@ from emotionkit.errors import ExportError
 from emotionkit.export import REFERENCE_FILE, _parity_reference, export_run
 from emotionkit.export_formats import onnx_outputs, read_onnx_metadata
 from emotionkit.recipe import load_recipe
-from emotionkit.workflow import _describe_best
+from emotionkit.workflow.stages import describe_best
 from tests.conftest import REPO, TINY_OVERRIDES
 
 
@@ -108,8 +108,8 @@ def test_old_reference_without_mirror_logits_names_export_tta(
 def test_console_line_shows_the_single_view_accuracy_beside_the_mirrored_one() -> None:
     plain = {"accuracy": 0.6442, "macro_f1": 0.62}
     mirrored = {"accuracy": 0.658, "macro_f1": 0.63, "tta": "hflip", "single_view": plain}
-    assert _describe_best(12, plain) == "best epoch 12: val accuracy 0.6442, val macro-F1 0.6200"
-    assert _describe_best(12, mirrored) == (
+    assert describe_best(12, plain) == "best epoch 12: val accuracy 0.6442, val macro-F1 0.6200"
+    assert describe_best(12, mirrored) == (
         "best epoch 12: val accuracy 0.6580 (mirror TTA; single view 0.6442), val macro-F1 0.6300"
     )
 

@@ -11,17 +11,20 @@ import pytest
 
 from emotionkit.data import load_data
 from emotionkit.data.pipeline import build_dataset
+from emotionkit.data.spec import DataSpec
+from emotionkit.data.synthetic_source import SyntheticSource
 from emotionkit.errors import ModelError
 from emotionkit.models import build_model, embedding_model, freeze_layers
-from emotionkit.recipe import DataSpec, ModelSpec, SyntheticSource, TrainSpec
+from emotionkit.models.resnet import ResNetSpec
 from emotionkit.training import compile_model, fit_model
+from emotionkit.training.spec import TrainSpec
 
 BATCH = 16
 
 
 def tiny_model(num_classes: int = 7) -> Any:
     keras.utils.set_random_seed(0)
-    spec = ModelSpec(width=0.125, stage_blocks=[1, 1, 1, 1])
+    spec = ResNetSpec(width=0.125, stage_blocks=[1, 1, 1, 1])
     return build_model(spec, image_size=32, channels=1, num_classes=num_classes)
 
 

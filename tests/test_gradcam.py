@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from emotionkit.data.sources import resize_pixels
+from emotionkit.data.decode import resize_pixels
 from emotionkit.errors import DataError, ModelError
 from emotionkit.evaluate.gradcam import (
     _pick_per_class,
@@ -27,7 +27,7 @@ from emotionkit.evaluate.gradcam import (
     plot_gradcam_grid,
 )
 from emotionkit.models import build_model
-from emotionkit.recipe import ModelSpec
+from emotionkit.models.resnet import ResNetSpec
 
 CLASSES = ["angry", "happy", "sad"]
 
@@ -142,7 +142,7 @@ def test_matches_numpy_reference_after_save_and_load(
 @pytest.fixture(scope="module")
 def resnet() -> Any:
     """A real emotionkit model (stem, BatchNorm, residual blocks, dropout): 16 px -> 8x8 map."""
-    spec = ModelSpec(width=0.125, stage_blocks=[1], stem="stride2", dropout=0.3)
+    spec = ResNetSpec(width=0.125, stage_blocks=[1], stem="stride2", dropout=0.3)
     return build_model(spec, image_size=16, channels=1, num_classes=3)
 
 

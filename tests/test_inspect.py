@@ -14,10 +14,10 @@ from typer.testing import CliRunner
 
 from emotionkit.cli import app
 from emotionkit.data.inspect import AUGMENTED_COPIES, augmented_copies, inspect_data
+from emotionkit.data.spec import DataSpec
 from emotionkit.data.synthetic import FER_CLASSES
 from emotionkit.errors import DataError
-from emotionkit.recipe import DataSpec, RuntimeSpec
-from emotionkit.runtime import configure_frameworks, resolve_runtime
+from emotionkit.runtime import RuntimeSpec, configure_frameworks, resolve_runtime
 from tests.conftest import BACKEND
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

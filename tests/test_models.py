@@ -9,17 +9,18 @@ import numpy as np
 import pytest
 
 from emotionkit.models import build_model, count_parameters
-from emotionkit.recipe import ModelSpec
+from emotionkit.models.mobilenet import MobileNetV3SmallSpec
+from emotionkit.models.resnet import ResNetSpec
 
 
 @pytest.mark.parametrize(("depth", "millions"), [(18, 11.18), (34, 21.30)])
 def test_full_width_parameter_counts(depth: int, millions: float) -> None:
-    model = build_model(ModelSpec(depth=depth), image_size=48, channels=1, num_classes=7)
+    model = build_model(ResNetSpec(depth=depth), image_size=48, channels=1, num_classes=7)
     assert model.count_params() / 1e6 == pytest.approx(millions, abs=0.05)
 
 
-def tiny(**fields: object) -> ModelSpec:
-    return ModelSpec(width=0.125, stage_blocks=[1, 1, 1, 1], **fields)  # type: ignore[arg-type]
+def tiny(**fields: object) -> ResNetSpec:
+    return ResNetSpec(width=0.125, stage_blocks=[1, 1, 1, 1], **fields)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -40,7 +41,7 @@ def test_logits_shape_and_stem(stem: str, depth: int) -> None:
 @pytest.mark.parametrize(("depth", "millions"), [(18, 11.18), (50, 23.57)])
 def test_v2_is_pre_activation_with_a_final_batchnorm(depth: int, millions: float) -> None:
     model = build_model(
-        ModelSpec(depth=depth, version="v2"), image_size=48, channels=1, num_classes=7
+        ResNetSpec(depth=depth, version="v2"), image_size=48, channels=1, num_classes=7
     )
     assert model.count_params() / 1e6 == pytest.approx(millions, abs=0.05)
     names = [layer.name for layer in model.layers]
@@ -118,7 +119,7 @@ def test_vendored_stack_matches_keras_cv(version: str, block_type: str, blocks: 
 
 
 def test_light_mobilenet_with_channel_expansion(tmp_path: Path) -> None:
-    spec = ModelSpec(name="mobilenet_v3_small", expand_channels=True, width=0.75)
+    spec = MobileNetV3SmallSpec(expand_channels=True, width=0.75)
     model = build_model(spec, image_size=48, channels=1, num_classes=7)
     assert model.get_layer("expand_channels").output.shape[-1] == 3
     assert model.count_params() < 2_000_000  # the light option really is light
@@ -134,7 +135,7 @@ def test_mobilenet_on_grayscale_needs_expansion() -> None:
     from emotionkit.errors import RecipeError
 
     with pytest.raises(RecipeError, match="expand_channels"):
-        build_model(ModelSpec(name="mobilenet_v3_small"), image_size=48, channels=1, num_classes=7)
+        build_model(MobileNetV3SmallSpec(), image_size=48, channels=1, num_classes=7)
 
 
 def test_keras_file_saved_under_one_backend_loads_under_the_other(tmp_path: Path) -> None:

@@ -9,10 +9,11 @@ import numpy as np
 import tensorflow as tf
 
 from emotionkit.data.pipeline import build_dataset
-from emotionkit.data.sources import SplitData
+from emotionkit.data.types import SplitData
 from emotionkit.models import build_model
-from emotionkit.recipe import ModelSpec, TrainSpec
+from emotionkit.models.resnet import ResNetSpec
 from emotionkit.training import compile_model, fit_model
+from emotionkit.training.spec import TrainSpec
 
 
 def test_nan_in_the_targets_stops_training_with_its_location(tmp_path: Path) -> None:
@@ -29,7 +30,7 @@ def test_nan_in_the_targets_stops_training_with_its_location(tmp_path: Path) -> 
 
     train = train.enumerate().map(poison_third_batch)
     model = build_model(
-        ModelSpec(width=0.125, stage_blocks=[1, 1, 1, 1]), image_size=32, channels=1, num_classes=7
+        ResNetSpec(width=0.125, stage_blocks=[1, 1, 1, 1]), image_size=32, channels=1, num_classes=7
     )
     spec = TrainSpec(epochs=3, schedule={"name": "constant"})  # type: ignore[arg-type]
     compile_model(model, spec, steps_per_epoch=4)

@@ -9,7 +9,7 @@ import pytest
 
 from emotionkit.errors import ModelError
 from emotionkit.models import build_model, load_pretrained_weights
-from emotionkit.recipe import ModelSpec
+from emotionkit.models.resnet import ResNetSpec
 
 IMAGES = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 1)).astype(np.float32)
 
@@ -18,7 +18,7 @@ def tiny_model(num_classes: int = 7, channels: int = 1, seed: int = 0) -> object
     import keras
 
     keras.utils.set_random_seed(seed)
-    spec = ModelSpec(width=0.125, stage_blocks=[1, 1, 1, 1])
+    spec = ResNetSpec(width=0.125, stage_blocks=[1, 1, 1, 1])
     return build_model(spec, image_size=32, channels=channels, num_classes=num_classes)
 
 

@@ -32,7 +32,7 @@ def test_overrides_are_parsed_as_yaml(quickstart: Path) -> None:
     )
     assert recipe.train.epochs == 3
     assert recipe.model.depth == 34
-    assert recipe.data.augment == [{"flip": {}}]
+    assert [op.entry_name for op in recipe.data.augment] == ["flip"]
     assert recipe.train.loss.label_smoothing == pytest.approx(0.1)
 
 
@@ -131,3 +131,19 @@ def test_fine_tuning_fields_parse(quickstart: Path) -> None:
     assert recipe.model.freeze == ["conv1_*", "stack0_*"]
     assert recipe.model.weights == Path("runs/a/best.keras") and recipe.model.version == "v2"
     assert recipe.train.backbone_lr_scale == pytest.approx(0.1)
+
+
+def test_json_schema_lists_registered_choices_and_their_fields() -> None:
+    schema = recipe_json_schema()
+
+    def resolved(node: dict) -> dict:
+        ref = node.get("$ref") or (node.get("allOf") or [{}])[0].get("$ref")
+        return resolved(schema["$defs"][ref.split("/")[-1]]) if ref else node
+
+    data = resolved(schema["properties"]["data"])
+    ops = data["properties"]["augment"]["items"]["oneOf"]
+    flip = next(resolved(op["properties"]["flip"]) for op in ops if "flip" in op["properties"])
+    assert set(flip["properties"]) == {"mode", "p"} and flip["additionalProperties"] is False
+    models = [resolved(m) for m in schema["properties"]["model"]["oneOf"]]
+    fields = {m["properties"]["name"]["const"]: set(m["properties"]) for m in models}
+    assert "depth" in fields["resnet"] and "depth" not in fields["mobilenet_v3_small"]

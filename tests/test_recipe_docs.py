@@ -22,7 +22,7 @@ def _schema_leaf_keys(node: dict[str, Any], defs: dict[str, Any], prefix: str = 
     """
     if "$ref" in node:
         node = defs[node["$ref"].rsplit("/", 1)[-1]]
-    members = [member for member in node.get("oneOf", []) if "$ref" in member]
+    members = [m for m in node.get("oneOf", []) if "$ref" in m or "properties" in m]
     if members:
         return set().union(*(_schema_leaf_keys(member, defs, prefix) for member in members))
     if "properties" not in node:

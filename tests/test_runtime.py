@@ -10,7 +10,7 @@ import pytest
 
 from emotionkit import runtime
 from emotionkit.errors import EmotionkitError
-from emotionkit.recipe import RuntimeSpec
+from emotionkit.runtime import RuntimeSpec
 
 
 def test_explicit_backend_wins(monkeypatch: pytest.MonkeyPatch) -> None:

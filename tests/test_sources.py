@@ -16,10 +16,12 @@ import pytest
 import tensorflow as tf
 
 from emotionkit.data import load_source
-from emotionkit.data.sources import resize_pixels
+from emotionkit.data.csv_sources import FER2013_CSV_LABELS
+from emotionkit.data.decode import resize_pixels
+from emotionkit.data.spec import DataSpec
 from emotionkit.data.synthetic import FER_CLASSES, generate_synthetic_faces
 from emotionkit.errors import DataError
-from emotionkit.recipe import FER2013_CSV_LABELS, DataSpec, validate_recipe
+from emotionkit.recipe import validate_recipe
 from tests.conftest import REPO
 
 FER_TRAIN = REPO.parent / "shared" / "data" / "fer2013" / "train"

@@ -19,9 +19,10 @@ from emotionkit.data.pipeline import (
     class_weights_from_counts,
     sampling_probabilities,
 )
-from emotionkit.data.sources import SplitData, split_record, stratified_split
+from emotionkit.data.spec import DataSpec
+from emotionkit.data.splits import split_record, stratified_split
+from emotionkit.data.types import SplitData
 from emotionkit.errors import DataError
-from emotionkit.recipe import DataSpec
 from tests.conftest import REPO
 from tests.test_data import write_image_folder
 
@@ -65,8 +66,8 @@ def test_split_record_reloads_the_same_images(tmp_path: Path) -> None:
 SPLIT_HASH_SCRIPT = """
 import sys
 from emotionkit.data import load_data
-from emotionkit.data.sources import split_record
-from emotionkit.recipe import DataSpec
+from emotionkit.data.splits import split_record
+from emotionkit.data.spec import DataSpec
 spec = DataSpec(source={"kind": "image_folder", "path": sys.argv[1]}, image_size=32)
 record = split_record(load_data(spec, seed=7).splits)
 print(record["train"]["sha256"], record["val"]["sha256"])
@@ -163,7 +164,7 @@ def test_bad_files_are_skipped_and_listed_or_raise(
 
 
 def test_decoded_images_are_cached_until_a_file_changes(tmp_path: Path) -> None:
-    from emotionkit.data.sources import cached_decode, decode_images
+    from emotionkit.data.decode import cached_decode, decode_images
 
     write_image_folder(tmp_path, {"happy": 3, "sad": 3})
     paths = sorted((tmp_path / "train").rglob("*.*"))

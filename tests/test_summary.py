@@ -9,20 +9,20 @@ import pytest
 from rich.console import Console
 
 from emotionkit.models import build_model, model_summary
+from emotionkit.models.resnet import ResNetSpec
 from emotionkit.models.summary import summary_lines, summary_table
-from emotionkit.recipe import ModelSpec
 from tests.conftest import REPO, TINY_OVERRIDES
 from tests.test_cli import run_cli_concurrently
 
 
 def tiny_summary() -> dict:
-    spec = ModelSpec(width=0.125, stage_blocks=[1, 1, 1, 1])
+    spec = ResNetSpec(width=0.125, stage_blocks=[1, 1, 1, 1])
     return model_summary(build_model(spec, image_size=32, channels=1, num_classes=7))
 
 
 def test_resnet18_imagenet_flops_match_the_published_figure() -> None:
     # torchvision/fvcore: ResNet-18 at 224x224x3 is 1.81 GMACs = 3.63 GFLOPs (1000 classes)
-    spec = ModelSpec(depth=18, stem="imagenet")
+    spec = ResNetSpec(depth=18, stem="imagenet")
     summary = model_summary(build_model(spec, image_size=224, channels=3, num_classes=1000))
     assert summary["flops_per_image"] == pytest.approx(3.63e9, rel=0.01)
     assert summary["feature_map"] == [7, 7, 512]

@@ -8,6 +8,7 @@ model's input, so exported models take raw 0-255 pixels.
 
 from __future__ import annotations
 
-from emotionkit.data.sources import LoadedData, SplitData, load_data, load_source
+from emotionkit.data.sources import load_data, load_source
+from emotionkit.data.types import LoadedData, SplitData
 
 __all__ = ["LoadedData", "SplitData", "load_data", "load_source"]

@@ -24,9 +24,13 @@ from typing import Any
 import numpy as np
 
 from emotionkit.data.augment import build_augment_fn
-from emotionkit.data.sources import LoadedData, SplitData, content_hashes, load_source
-from emotionkit.figures import hide_frame, show_image
-from emotionkit.recipe import AugmentOp, DataSpec, ImageFolderSource
+from emotionkit.data.image_folder import ImageFolderSource
+from emotionkit.data.registry import AugmentOp
+from emotionkit.data.sources import load_source
+from emotionkit.data.spec import DataSpec
+from emotionkit.data.splits import content_hashes
+from emotionkit.data.types import LoadedData, SplitData
+from emotionkit.figures import hide_frame, new_figure, save_figure, show_image
 from emotionkit.runs import write_json
 
 MAX_EXAMPLES = 20
@@ -275,11 +279,9 @@ def save_sample_grid(
     per_class: int = SAMPLES_PER_CLASS,
 ) -> None:
     """One row per class of `per_class` seeded random train images, the class name on the left."""
-    from matplotlib.figure import Figure  # no pyplot: no global backend or figure state
-
     rng = np.random.default_rng(seed)
     labels = train.hard_labels
-    figure = Figure(figsize=(1.2 * per_class, 1.3 * len(class_names)), layout="constrained")
+    figure = new_figure(1.2 * per_class, 1.3 * len(class_names))
     axes = figure.subplots(len(class_names), per_class, squeeze=False)
     for label, name in enumerate(class_names):
         members = np.flatnonzero(labels == label)
@@ -290,33 +292,35 @@ def save_sample_grid(
                 show_image(ax, train.images[picks[column]])
         axes[label][0].set_ylabel(f"{name}\n({len(members)})", rotation=0, ha="right", va="center")
     figure.suptitle(f"train: {per_class} random images per class (seed {seed})")
-    figure.savefig(path, dpi=80)
+    save_figure(figure, path, dpi=80)
 
 
 def save_augment_preview(
     original: np.ndarray, copies: np.ndarray, ops: list[AugmentOp], path: Path
 ) -> None:
     """The original image and its augmented copies; says so when `data.augment` is empty."""
-    from matplotlib.figure import Figure
-
     images = [original, *copies]
     columns = min(4, len(images))
     rows = -(-len(images) // columns)
-    figure = Figure(figsize=(max(2 * columns, 3), 2 * rows + 0.6), layout="constrained")
+    figure = new_figure(max(2 * columns, 3), 2 * rows + 0.6)
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
     for index, ax in enumerate(axes):
         hide_frame(ax)
         if index < len(images):
             show_image(ax, images[index])
             ax.set_title("original" if index == 0 else f"augmented {index}", fontsize=9)
-    names = ", ".join(
-        name + (f"({', '.join(f'{k}={v}' for k, v in params.items())})" if params else "")
-        for op in ops
-        for name, params in op.items()
-    )
+    names = ", ".join(_op_title(op) for op in ops)
     title = f"data.augment: {names}" if ops else "data.augment is empty:\nno train augmentations"
     figure.suptitle(title, fontsize=10)
-    figure.savefig(path, dpi=80)
+    save_figure(figure, path, dpi=80)
+
+
+def _op_title(op: AugmentOp) -> str:
+    """`rotate(degrees=15)`: the op's name and the parameters the recipe set."""
+    params = op.model_dump(mode="json", exclude_unset=True)
+    return op.entry_name + (
+        f"({', '.join(f'{k}={v}' for k, v in params.items())})" if params else ""
+    )
 
 
 def report_table(report: dict[str, Any]) -> Any:

@@ -11,8 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from emotionkit.data.sources import SplitData
-from emotionkit.recipe import AugmentOp, DataSpec
+from emotionkit.data.registry import AugmentOp
+from emotionkit.data.spec import DataSpec
+from emotionkit.data.types import SplitData
 
 
 def build_dataset(

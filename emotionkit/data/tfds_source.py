@@ -9,22 +9,43 @@ fetch it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+from pydantic import Field
 
-from emotionkit.data.sources import (
-    LoadedData,
-    SplitData,
-    check_train_classes,
-    resize_pixels,
-    resolve_class_names,
-)
+from emotionkit.data.decode import resize_pixels
+from emotionkit.data.registry import SOURCES, SourceSpec
+from emotionkit.data.types import LoadedData, SplitData, check_train_classes, resolve_class_names
 from emotionkit.errors import DataError
-from emotionkit.recipe import DataSpec, TfdsSource
+from emotionkit.sections import register_section
+
+if TYPE_CHECKING:
+    from emotionkit.data.spec import DataSpec
 
 # Decoded images are resized a batch at a time: 1024 48x48 faces are ~2 MB.
 READ_BATCH = 1024
+SplitName = Literal["train", "val", "test"]
+TFDS_DEFAULT_SPLITS: dict[SplitName, str] = {"train": "train"}
+
+
+@register_section(SOURCES, "kind")
+class TfdsSource(SourceSpec):
+    """A TensorFlow Datasets dataset already prepared under `data_dir` (read offline)."""
+
+    kind: Literal["tfds"] = "tfds"
+    name: str = Field(description="Dataset name, optionally with config/version (`name:1.0.0`).")
+    data_dir: Path = Field(description="TFDS data directory holding the prepared dataset.")
+    splits: dict[SplitName, str] = Field(
+        default_factory=TFDS_DEFAULT_SPLITS.copy,
+        description="Our split -> TFDS split expression (e.g. `{train: 'train[:90%]', val: "
+        "'train[90%:]', test: test}`).",
+    )
+    image_key: str = Field("image", description="Feature holding the image.")
+    label_key: str = Field("label", description="Feature holding the integer class label.")
+
+    def load(self, data: DataSpec, seed: int) -> LoadedData:
+        return load_tfds(data, seed)
 
 
 def load_tfds(spec: DataSpec, seed: int) -> LoadedData:
@@ -94,7 +115,7 @@ def _class_names(spec: DataSpec, label_feature: Any, where: str) -> tuple[list[s
     """Class names, and the class index of each dataset label (dataset order -> ours)."""
     found = list(getattr(label_feature, "names", None) or [])
     if found:
-        class_names = resolve_class_names(spec, found, where)
+        class_names = resolve_class_names(spec.classes, found, where)
         return class_names, np.array([class_names.index(name) for name in found], np.int32)
     if spec.classes is None:
         raise DataError(

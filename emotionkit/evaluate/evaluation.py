@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from emotionkit.data.sources import LoadedData, SplitData, load_data
+from emotionkit.data.sources import load_data
+from emotionkit.data.types import LoadedData, SplitData
 from emotionkit.errors import DataError, EmotionkitError
 from emotionkit.evaluate.metrics import evaluation_metrics
 from emotionkit.evaluate.targets import Target, load_target, run_class_names

@@ -1,11 +1,15 @@
 """Grad-CAM (Selvaraju et al. 2017): where in the face the model looked for a class.
 
-The model is cut at a spatial feature map A (default: the input of `avg_pool`, the last
-one) into `features` (image -> A) and `head` (A -> logits). The class logit's gradient with
-respect to A is taken by the active backend (`tf.GradientTape` or `jax.vjp`), averaged over
-space into one weight per channel, and the map relu(sum_c w_c A_c) is upsampled to the image
-and scaled to [0, 1]. Everything after the gradient is NumPy, so both backends give the same
-heatmap for the same `.keras` file.
+The model is cut at a spatial feature map A (default: the input of the embedding layer,
+`layer_names.EMBEDDING`, the last one) into `features` (image -> A) and `head` (A -> logits).
+The class logit's gradient with respect to A is taken by the active backend
+(`tf.GradientTape` or `jax.vjp`), averaged over space into one weight per channel, and the
+map relu(sum_c w_c A_c) is upsampled to the image and scaled to [0, 1]. Everything after the
+gradient is NumPy, so both backends give the same heatmap for the same `.keras` file.
+
+This module holds the entry points: `grad_cam` for arrays, `plot_gradcam_grid` for the
+evaluation's `gradcam.png` and `explain_files` for `emotionkit explain`. The steps live in
+`gradcam_maps`, the drawing in `gradcam_figures` (`overlay` is re-exported here).
 """
 
 from __future__ import annotations
@@ -18,11 +22,30 @@ from typing import Any
 import numpy as np
 
 from emotionkit.errors import DataError, ModelError
+from emotionkit.evaluate.gradcam_figures import (
+    GRADCAM_DPI,
+    draw_image_and_overlay,
+    overlay,
+    panel_grid,
+)
+from emotionkit.evaluate.gradcam_maps import (
+    class_gradients,
+    resize_maps,
+    scale_to_unit,
+    split_at_feature_map,
+    weighted_activation_maps,
+)
 from emotionkit.evaluate.metrics import softmax
+from emotionkit.figures import save_figure
 
-# The layer whose input is the last spatial feature map in every emotionkit model.
-POOL_LAYER = "avg_pool"
-COLORMAP = "jet"
+__all__ = [
+    "explain_files",
+    "grad_cam",
+    "gradcam_and_logits",
+    "overlay",
+    "plot_gradcam_grid",
+]
+
 # Images per gradient pass: bounds memory on big evaluation sets, one pass for a grid.
 BATCH_SIZE = 64
 
@@ -40,8 +63,9 @@ def grad_cam(
         images: (N, H, W, C) raw pixels, as the model takes them.
         class_indices: the class to explain, one per image or one for all; default the
             predicted class.
-        layer_name: the layer whose output is the feature map; default the input of
-            `avg_pool` (the last spatial map: coarsest, but the most class-specific).
+        layer_name: the layer whose output is the feature map; default the input of the
+            embedding layer (`layer_names.EMBEDDING`; the last spatial map: coarsest, but
+            the most class-specific).
 
     Returns:
         (N, H, W) float32 in [0, 1]; an image with no positive evidence is all zeros.
@@ -77,166 +101,6 @@ def gradcam_and_logits(
     return heatmaps, np.concatenate(logits)
 
 
-def split_at_feature_map(model: Any, layer_name: str | None = None) -> tuple[Any, Any]:
-    """(image -> feature map, feature map -> logits) sub-models sharing `model`'s layers.
-
-    Two functional sub-models rather than one call with a hook: a cut tensor is an ordinary
-    input of `head`, so both backends differentiate it the same way, with no tracing tricks.
-    """
-    import keras
-
-    feature_map = _feature_map_tensor(model, layer_name)
-    try:
-        head = keras.Model(feature_map, model.output)
-    except ValueError as error:  # the logits also read a tensor that bypasses the cut
-        raise ModelError(
-            f"Grad-CAM: layer {layer_name!r} does not cut the model in two (a connection "
-            f"bypasses it: {error}); choose a later layer, e.g. the default (input of "
-            f"{POOL_LAYER!r})."
-        ) from error
-    return keras.Model(model.input, feature_map), head
-
-
-def _feature_map_tensor(model: Any, layer_name: str | None) -> Any:
-    spatial = [layer.name for layer in model.layers if len(getattr(layer.output, "shape", ())) == 4]
-    if layer_name is None:
-        names = [layer.name for layer in model.layers]
-        if POOL_LAYER in names:
-            return model.get_layer(POOL_LAYER).input
-        if not spatial:
-            raise ModelError("Grad-CAM needs a model with a 4-D (N, H, W, C) feature map.")
-        layer_name = spatial[-1]
-    if layer_name not in spatial:
-        raise ModelError(
-            f"Grad-CAM: layer {layer_name!r} is not a layer with a spatial (N, H, W, C) "
-            f"output; the last ones are {', '.join(spatial[-4:])}."
-        )
-    return model.get_layer(layer_name).output
-
-
-def class_gradients(
-    head: Any, activations: np.ndarray, classes: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Logits and d logit[class] / d activations, per image, in inference mode.
-
-    The gradient of the sum over the batch of each image's class logit is each image's own
-    gradient: images do not interact when BatchNorm uses its moving statistics.
-    """
-    import keras
-
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        return _tensorflow_gradients(head, activations, classes)
-    if backend == "jax":
-        return _jax_gradients(head, activations, classes)
-    raise ModelError(
-        f"Grad-CAM supports the jax and tensorflow backends, not {backend!r}: "
-        "set KERAS_BACKEND=jax or tensorflow."
-    )
-
-
-def _tensorflow_gradients(
-    head: Any, activations: np.ndarray, classes: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray]:
-    import tensorflow as tf
-
-    inputs = tf.constant(activations)
-    with tf.GradientTape() as tape:
-        tape.watch(inputs)
-        logits = tf.cast(head(inputs, training=False), tf.float32)
-        one_hot = _one_hot(logits.numpy(), classes)
-        target = tf.reduce_sum(logits * one_hot)
-    return logits.numpy(), np.asarray(tape.gradient(target, inputs), dtype=np.float32)
-
-
-def _jax_gradients(
-    head: Any, activations: np.ndarray, classes: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray]:
-    import jax
-    import jax.numpy as jnp
-
-    trainable = [variable.value for variable in head.trainable_variables]
-    non_trainable = [variable.value for variable in head.non_trainable_variables]
-
-    def logits_of(inputs: Any) -> Any:
-        outputs, _ = head.stateless_call(trainable, non_trainable, inputs, training=False)
-        return outputs.astype(jnp.float32)
-
-    # vjp, not grad: one forward pass yields the logits (to pick the predicted class) and a
-    # pullback that takes the one-hot class as its cotangent.
-    logits, pullback = jax.vjp(logits_of, jnp.asarray(activations))
-    (gradients,) = pullback(jnp.asarray(_one_hot(np.asarray(logits), classes)))
-    return np.asarray(logits), np.asarray(gradients, dtype=np.float32)
-
-
-def _one_hot(logits: np.ndarray, classes: np.ndarray | None) -> np.ndarray:
-    chosen = logits.argmax(axis=-1) if classes is None else np.asarray(classes)
-    if chosen.min() < 0 or chosen.max() >= logits.shape[-1]:
-        raise ValueError(f"class_indices must lie in [0, {logits.shape[-1]}), got {chosen}.")
-    return np.eye(logits.shape[-1], dtype=np.float32)[chosen]
-
-
-def weighted_activation_maps(activations: np.ndarray, gradients: np.ndarray) -> np.ndarray:
-    """relu(sum_c w_c A_c) with w_c the spatial mean of the gradient: (N, h, w) float32."""
-    weights = gradients.mean(axis=(1, 2))
-    return np.maximum(np.einsum("nhwc,nc->nhw", activations, weights), 0.0).astype(np.float32)
-
-
-def resize_maps(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bilinear (half-pixel centres, as `tf.image.resize`) resize of (N, h, w) maps.
-
-    PIL on float32 (mode "F") images: the same result on every backend, no device round trip.
-    """
-    from PIL import Image
-
-    height, width = size
-    if maps.shape[1:] == (height, width):
-        return maps.astype(np.float32)
-    bilinear = Image.Resampling.BILINEAR
-    resized = [
-        Image.fromarray(m.astype(np.float32)).resize((width, height), bilinear) for m in maps
-    ]
-    return np.stack([np.asarray(m) for m in resized]).astype(np.float32)
-
-
-def scale_to_unit(maps: np.ndarray) -> np.ndarray:
-    """Divide each map by its maximum; a map with no positive value stays zero (no NaN)."""
-    peak = maps.max(axis=(1, 2), keepdims=True)
-    scaled = np.divide(maps, peak, out=np.zeros_like(maps), where=peak > 0)
-    return np.clip(scaled, 0.0, 1.0).astype(np.float32)
-
-
-def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4) -> np.ndarray:
-    """Blend a [0, 1] heatmap, coloured with `COLORMAP`, over a 0-255 image.
-
-    Args:
-        image: (H, W), (H, W, 1) or (H, W, 3) pixels, 0-255.
-        heatmap: (h, w) in [0, 1]; resized to (H, W) when it differs.
-        alpha: weight of the heatmap colour (0 = image only, 1 = heatmap only).
-
-    Returns:
-        (H, W, 3) uint8 RGB.
-    """
-    from matplotlib import colormaps
-
-    rgb = _as_rgb(image)
-    heatmap = resize_maps(np.asarray(heatmap, np.float32)[None], rgb.shape[:2])[0]
-    colour = colormaps[COLORMAP](np.clip(heatmap, 0.0, 1.0))[..., :3] * 255.0
-    blended = (1.0 - alpha) * rgb + alpha * colour
-    return np.clip(np.round(blended), 0, 255).astype(np.uint8)
-
-
-def _as_rgb(image: np.ndarray) -> np.ndarray:
-    image = np.asarray(image, dtype=np.float32)
-    if image.ndim == 3 and image.shape[-1] == 1:
-        image = image[..., 0]
-    if image.ndim == 2:
-        image = np.repeat(image[..., None], 3, axis=-1)
-    if image.ndim != 3 or image.shape[-1] != 3:
-        raise ValueError(f"image must be (H, W), (H, W, 1) or (H, W, 3), got {image.shape}.")
-    return image
-
-
 def plot_gradcam_grid(
     model: Any,
     images: np.ndarray,
@@ -268,7 +132,7 @@ def plot_gradcam_grid(
     chosen = np.array([index for row in rows for index in row], dtype=np.int64)
     heatmaps, logits = gradcam_and_logits(model, np.asarray(images)[chosen])
     probabilities = softmax(logits)
-    figure, axes = _figure(max(len(rows), 1), 2 * per_class, cell=1.7)
+    figure, axes = panel_grid(max(len(rows), 1), 2 * per_class, cell=1.7)
     position = 0
     for row, indices in enumerate(rows):
         for slot, index in enumerate(indices):
@@ -278,9 +142,11 @@ def plot_gradcam_grid(
                 f"p={probabilities[position, predicted]:.2f}"
             )
             pair = axes[row, 2 * slot : 2 * slot + 2]
-            _draw_pair(pair, images[index], heatmaps[position], (title, "Grad-CAM"), fontsize=7)
+            draw_image_and_overlay(
+                pair, images[index], heatmaps[position], (title, "Grad-CAM"), fontsize=7
+            )
             position += 1
-    return _save(figure, Path(path))
+    return save_figure(figure, Path(path), GRADCAM_DPI)
 
 
 def _pick_per_class(
@@ -295,41 +161,6 @@ def _pick_per_class(
             picked = rng.choice(members, min(per_class, len(members)), replace=False)
             rows.append(sorted(int(index) for index in picked))
     return rows
-
-
-def _figure(rows: int, columns: int, cell: float) -> tuple[Any, Any]:
-    """A figure of `cell`-inch panels (plus room for a title), axes off, as a 2-D array."""
-    # A bare Figure (Agg canvas) rather than pyplot: no global state, no GUI backend.
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(columns * cell, rows * (cell + 0.3)), layout="constrained")
-    axes = figure.subplots(rows, columns, squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    return figure, axes
-
-
-def _draw_pair(
-    axes: Sequence[Any],
-    image: np.ndarray,
-    heatmap: np.ndarray,
-    titles: tuple[str, str],
-    fontsize: int,
-) -> None:
-    """The image (gray or RGB, 0-255) and its overlay in two panels."""
-    pixels = np.clip(np.asarray(image, np.float32), 0, 255).astype(np.uint8)
-    if pixels.ndim == 3 and pixels.shape[-1] == 1:
-        pixels = pixels[..., 0]
-    axes[0].imshow(pixels, cmap="gray", vmin=0, vmax=255)
-    axes[1].imshow(overlay(pixels, heatmap))
-    for ax, title in zip(axes, titles, strict=True):
-        ax.set_title(title, fontsize=fontsize)
-
-
-def _save(figure: Any, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    return path
 
 
 def explain_files(
@@ -358,7 +189,7 @@ def explain_files(
         DataError: an image file that cannot be read (the message names it).
         ModelError: a model path that is neither a `.keras` file nor a run directory.
     """
-    from emotionkit.data.sources import resize_pixels
+    from emotionkit.data.decode import resize_pixels
 
     originals = [_read_image(Path(path)) for path in image_paths]
     model, run_names = _load_for_explain(Path(model_path))
@@ -373,10 +204,10 @@ def explain_files(
         image_paths, originals, heatmaps, probabilities, strict=True
     ):
         predicted = int(probability.argmax())
-        figure, axes = _figure(1, 2, cell=3.0)
+        figure, axes = panel_grid(1, 2, cell=3.0)
         title = f"{names[predicted]} p={probability[predicted]:.2f}"
-        _draw_pair(axes[0], image, heatmap, ("input", title), fontsize=9)
-        output = _save(figure, out_dir / f"{Path(path).stem}_gradcam.png")
+        draw_image_and_overlay(axes[0], image, heatmap, ("input", title), fontsize=9)
+        output = save_figure(figure, out_dir / f"{Path(path).stem}_gradcam.png", GRADCAM_DPI)
         results.append(
             {
                 "image": str(path),
@@ -410,7 +241,7 @@ def _load_for_explain(model_path: Path) -> tuple[Any, list[str] | None]:
     need `emotionkit.training` registered, play no part in a gradient of the logits; float32
     keeps a mixed-precision model's gradients from rounding to bf16.
     """
-    from emotionkit.export import load_float32_model
+    from emotionkit.models.float32 import load_float32_model
 
     names = None
     if model_path.is_dir():

@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from emotionkit.confusion import confusion_matrix
+
 
 def predict_logits(model: Any, dataset: Any) -> tuple[np.ndarray, np.ndarray]:
     """Logits and integer labels for every batch of a (images, one-hot labels) dataset."""
@@ -36,13 +38,6 @@ def dataset_metrics(model: Any, dataset: Any, class_names: list[str], tta: str) 
         "tta": tta,
         "single_view": {key: single_view[key] for key in ("accuracy", "macro_f1")},
     }
-
-
-def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
-    """Rows are true classes, columns predicted classes."""
-    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(matrix, (labels, predicted), 1)
-    return matrix
 
 
 def classification_metrics(

@@ -91,11 +91,12 @@ def _keras_target(path: Path, run_dir: Path | None) -> Target:
 
     import emotionkit.training  # noqa: F401  (registers custom objects of compiled models)
     from emotionkit.models import embedding_model
+    from emotionkit.models.layer_names import EMBEDDING
 
     model = keras.saving.load_model(path, compile=False)
     _, height, _, channels = model.input_shape
     layer_names = {layer.name for layer in model.layers}
-    embedder = embedding_model(model) if "avg_pool" in layer_names else None
+    embedder = embedding_model(model) if EMBEDDING in layer_names else None
     return Target(
         path=path,
         kind="keras",

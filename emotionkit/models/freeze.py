@@ -12,12 +12,11 @@ import fnmatch
 from typing import Any
 
 from emotionkit.errors import ModelError
+from emotionkit.models.layer_names import EMBEDDING as EMBEDDING_LAYER
+from emotionkit.models.layer_names import HEAD as HEAD_LAYERS
+from emotionkit.models.layer_names import STEM_PREFIX
 
-# Layers that `freeze: backbone` leaves trainable: the classifier head.
-HEAD_LAYERS = ("head_dropout", "logits")
-# The pooled feature vector that the head reads: the model's embedding.
-EMBEDDING_LAYER = "avg_pool"
-STEM_PATTERNS = ["conv1_*"]
+STEM_PATTERNS = [f"{STEM_PREFIX}*"]
 
 
 def freeze_layers(model: Any, freeze: str | list[str]) -> list[str]:

@@ -7,7 +7,26 @@ so the saved model is one flat functional model of stock layers, like the ResNet
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
+
+from emotionkit.errors import RecipeError
+from emotionkit.models.spec import MODELS, ModelSpec
+from emotionkit.sections import register_section
+
+
+@register_section(MODELS, "name")
+class MobileNetV3SmallSpec(ModelSpec):
+    """MobileNetV3-Small: `width` is its alpha; needs 3 channels or `expand_channels`."""
+
+    name: Literal["mobilenet_v3_small"] = "mobilenet_v3_small"
+
+    def features(self, x: Any, channels: int) -> Any:
+        if channels == 1 and not self.expand_channels:
+            raise RecipeError(
+                "model.name=mobilenet_v3_small needs 3 input channels: set "
+                "model.expand_channels=true (or data.channels=3)."
+            )
+        return mobilenet_v3_small_features(x, self.width)
 
 
 def mobilenet_v3_small_features(x: Any, width: float) -> Any:

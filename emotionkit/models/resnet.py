@@ -9,11 +9,13 @@ so a `.keras` file loads without emotionkit.
 
 from __future__ import annotations
 
-import math
-from typing import Any
+from typing import Any, Literal
 
-from emotionkit.models import resnet_blocks, resnet_v2_blocks
-from emotionkit.recipe import ModelSpec
+from pydantic import Field
+
+from emotionkit.models.layer_names import BN_EPSILON
+from emotionkit.models.spec import MODELS, ModelSpec
+from emotionkit.sections import register_section
 
 # (blocks per stage, block type) for each depth, as in He et al. 2015, table 1.
 RESNET_STAGES: dict[int, tuple[list[int], str]] = {
@@ -23,79 +25,54 @@ RESNET_STAGES: dict[int, tuple[list[int], str]] = {
     101: ([3, 4, 23, 3], "block"),
 }
 STAGE_FILTERS = (64, 128, 256, 512)
-BN_EPSILON = 1.001e-5  # KerasCV's value, so the stem matches its blocks
 
 
-def build_model(
-    spec: ModelSpec,
-    *,
-    image_size: int,
-    channels: int,
-    num_classes: int,
-    pixel_mean: float = 127.5,
-    pixel_std: float = 64.0,
-) -> Any:
-    """Build the classifier: raw 0-255 pixels in, float32 logits out (no softmax).
+@register_section(MODELS, "name")
+class ResNetSpec(ModelSpec):
+    """A KerasCV ResNet (v1 or v2 blocks) behind a stem chosen for small faces."""
 
-    Args:
-        spec: the recipe's `model` section.
-        image_size: square input size.
-        channels: 1 or 3.
-        num_classes: logits width.
-        pixel_mean: train-set pixel mean (0-255) folded into the input layer.
-        pixel_std: train-set pixel std (0-255).
-
-    Example:
-        >>> model = build_model(ModelSpec(), image_size=48, channels=1, num_classes=7)
-        >>> round(model.count_params() / 1e6, 2)
-        11.18
-    """
-    import keras
-
-    inputs = keras.Input((image_size, image_size, channels), name="image")
-    x = keras.layers.Rescaling(1.0 / pixel_std, offset=-pixel_mean / pixel_std, name="normalize")(
-        inputs
+    name: Literal["resnet"] = "resnet"
+    depth: Literal[18, 34, 50, 101] = Field(
+        18, description="ResNet depth: 18/34 basic blocks, 50/101 bottleneck blocks."
     )
-    if spec.expand_channels and channels == 1:
-        x = keras.layers.Concatenate(name="expand_channels")([x, x, x])
-    if spec.name == "mobilenet_v3_small":
-        x = _mobilenet_backbone(x, spec, channels)
-    else:
-        x = _residual_stages(_stem(x, spec, keras), spec)
-    if spec.name == "resnet" and spec.version == "v2":
-        # Pre-activation blocks end on a bare addition: normalise once more before pooling.
-        x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, name="post_bn")(x)
-        x = keras.layers.Activation("relu", name="post_relu")(x)
-    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    if spec.dropout > 0:
-        x = keras.layers.Dropout(spec.dropout, name="head_dropout")(x)
-    # float32 logits even under mixed precision: softmax/CE in bf16 loses accuracy.
-    logits = keras.layers.Dense(num_classes, dtype="float32", name="logits")(x)
-    return keras.Model(inputs, logits, name=_model_name(spec))
+    stem: Literal["cifar", "stride2", "deep_stride2", "imagenet"] = Field(
+        "cifar",
+        description="`cifar`: 3x3 stride-1 conv, no max-pool (keeps detail of 48x48 faces); "
+        "`stride2`: 3x3 stride-2 conv, no max-pool (48 -> 24, ~4x fewer FLOPs); "
+        "`deep_stride2`: a half-width 3x3 conv at full resolution, then `stride2` (the CPU "
+        "choice: a few % more FLOPs than `stride2`); `imagenet`: 7x7 stride-2 conv + "
+        "max-pool (48 -> 12).",
+    )
+    stage_blocks: list[int] | None = Field(
+        None,
+        description="Blocks per stage, overriding `depth` (e.g. [1, 1, 1, 1] for tiny test "
+        "models).",
+    )
+    version: Literal["v1", "v2"] = Field(
+        "v1",
+        description="`v1`: post-activation blocks (He et al. 2015); `v2`: pre-activation "
+        "blocks (He et al. 2016, BatchNorm+ReLU before each convolution) with a final "
+        "BatchNorm+ReLU (`post_bn`), as KerasCV's ResNetV2.",
+    )
 
+    def features(self, x: Any, channels: int) -> Any:
+        import keras
 
-def _mobilenet_backbone(x: Any, spec: ModelSpec, channels: int) -> Any:
-    from emotionkit.errors import RecipeError
-    from emotionkit.models.mobilenet import mobilenet_v3_small_features
+        x = _residual_stages(_stem(x, self, keras), self)
+        if self.version == "v2":
+            # Pre-activation blocks end on a bare addition: normalise once more before pooling.
+            x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, name="post_bn")(x)
+            x = keras.layers.Activation("relu", name="post_relu")(x)
+        return x
 
-    if channels == 1 and not spec.expand_channels:
-        raise RecipeError(
-            "model.name=mobilenet_v3_small needs 3 input channels: set model.expand_channels=true "
-            "(or data.channels=3)."
-        )
-    return mobilenet_v3_small_features(x, spec.width)
+    def model_name(self) -> str:
+        suffix = "_v2" if self.version == "v2" else ""
+        return f"resnet{self.depth}{suffix}_{self.stem}"
 
 
 def scaled_filters(filters: int, width: float) -> int:
     """Filter count after the width multiplier, never below 4."""
     return max(4, round(filters * width))
-
-
-def _model_name(spec: ModelSpec) -> str:
-    if spec.name != "resnet":
-        return spec.name
-    suffix = "_v2" if spec.version == "v2" else ""
-    return f"resnet{spec.depth}{suffix}_{spec.stem}"
 
 
 STEM_KERNEL_STRIDE = {
@@ -106,7 +83,7 @@ STEM_KERNEL_STRIDE = {
 }
 
 
-def _stem(x: Any, spec: ModelSpec, keras: Any) -> Any:
+def _stem(x: Any, spec: ResNetSpec, keras: Any) -> Any:
     """v1: conv-BN-ReLU; v2 (as KerasCV): a biased conv only, the first block normalises.
 
     `deep_stride2` first runs a half-width 3x3 conv-BN-ReLU at full resolution, so that the
@@ -140,7 +117,9 @@ def _pre_stem_filters(width: float) -> int:
     return 8 * max(1, int(32 * width) // 8)
 
 
-def _residual_stages(x: Any, spec: ModelSpec) -> Any:
+def _residual_stages(x: Any, spec: ResNetSpec) -> Any:
+    from emotionkit.models import resnet_blocks, resnet_v2_blocks  # import Keras
+
     default_blocks, block_type = RESNET_STAGES[spec.depth]
     blocks = spec.stage_blocks or default_blocks
     blocks_module = resnet_v2_blocks if spec.version == "v2" else resnet_blocks
@@ -156,9 +135,3 @@ def _residual_stages(x: Any, spec: ModelSpec) -> Any:
             name=f"stack{index}",
         )
     return x
-
-
-def count_parameters(model: Any) -> dict[str, int]:
-    """Trainable and total parameter counts."""
-    trainable = sum(math.prod(variable.shape) for variable in model.trainable_weights)
-    return {"trainable": int(trainable), "total": int(model.count_params())}

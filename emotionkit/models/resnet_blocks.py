@@ -16,8 +16,9 @@ from typing import Any
 
 import keras
 
+from emotionkit.models.layer_names import BN_EPSILON
+
 BN_AXIS = 3
-BN_EPSILON = 1.001e-5
 
 
 def _conv_bn(x: Any, filters: int, kernel: int, stride: int, name: str) -> Any:

@@ -14,15 +14,15 @@ import math
 import re
 from typing import Any
 
-from emotionkit.models.freeze import EMBEDDING_LAYER
+from emotionkit.models.layer_names import EMBEDDING, HEAD, NORMALIZE, STEM_PREFIX
 
 # Layer-name prefix -> the stage it belongs to in the compact table.
 _STAGE_PATTERNS = (
-    (re.compile(r"^normalize$"), "input"),
-    (re.compile(r"^(conv1|pool1)_"), "stem"),
+    (re.compile(rf"^{NORMALIZE}$"), "input"),
+    (re.compile(rf"^({STEM_PREFIX}|pool1_)"), "stem"),
     (re.compile(r"^stack(\d+)_"), "stage{0}"),
     (re.compile(r"^post_"), "post"),
-    (re.compile(rf"^({EMBEDDING_LAYER}|head_dropout|logits)$"), "head"),
+    (re.compile(rf"^({'|'.join((EMBEDDING, *HEAD))})$"), "head"),
 )
 
 
@@ -48,7 +48,7 @@ def model_summary(model: Any) -> dict[str, Any]:
         row["parameters"] += int(layer.count_params())
         row["flops"] += layer_flops(layer)
         row["output_shape"] = list(layer.output.shape[1:])
-    feature_map = list(model.get_layer(EMBEDDING_LAYER).input.shape[1:])
+    feature_map = list(model.get_layer(EMBEDDING).input.shape[1:])
     trainable = sum(math.prod(variable.shape) for variable in model.trainable_weights)
     return {
         "name": model.name,

@@ -218,41 +218,22 @@ class ConfusionMatrixImage(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if self.every <= 0 or (epoch + 1) % self.every:
             return
+        import numpy as np
         import tensorflow as tf
 
-        from emotionkit.evaluate import confusion_matrix, predict_logits
+        from emotionkit.confusion import confusion_matrix, confusion_png
 
+        predicted, labels = [], []
         with ema_weights(self.model):
-            logits, labels = predict_logits(self.model, self.val_data)
-        matrix = confusion_matrix(labels, logits.argmax(-1), len(self.class_names))
+            for images, one_hot in self.val_data.as_numpy_iterator():
+                predicted.append(np.asarray(self.model.predict_on_batch(images)).argmax(-1))
+                labels.append(one_hot.argmax(-1))
+        matrix = confusion_matrix(
+            np.concatenate(labels), np.concatenate(predicted), len(self.class_names)
+        )
         image = tf.io.decode_png(confusion_png(matrix, self.class_names), channels=3)
         with tf.summary.create_file_writer(str(self.log_dir / "validation")).as_default():
             tf.summary.image("confusion_matrix", image[None], step=epoch)
-
-
-def confusion_png(matrix: Any, class_names: list[str]) -> bytes:
-    """A row-normalised confusion matrix drawn with matplotlib (Agg), as PNG bytes."""
-    import io
-
-    import numpy as np
-    from matplotlib.figure import Figure
-
-    rows = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
-    figure = Figure(figsize=(1.0 + 0.7 * len(class_names), 0.8 + 0.7 * len(class_names)))
-    axes = figure.add_subplot()
-    axes.imshow(rows, cmap="Blues", vmin=0.0, vmax=1.0)
-    ticks = range(len(class_names))
-    axes.set_xticks(ticks, class_names, rotation=45, ha="right")
-    axes.set_yticks(ticks, class_names)
-    axes.set_xlabel("predicted")
-    axes.set_ylabel("true")
-    for (i, j), share in np.ndenumerate(rows):
-        axes.text(j, i, f"{share:.2f}", ha="center", va="center",
-                  color="white" if share > 0.5 else "black", fontsize=8)  # fmt: skip
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=80)
-    return buffer.getvalue()
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):

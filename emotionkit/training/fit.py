@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 from rich.console import Console
 
 from emotionkit.models.freeze import unfreeze_all
-from emotionkit.recipe import TrainSpec
 from emotionkit.training.callbacks import (
     AtomicCheckpoint,
     ConfusionMatrixImage,
@@ -23,7 +22,11 @@ from emotionkit.training.callbacks import (
 )
 from emotionkit.training.losses import FocalLoss, build_loss
 from emotionkit.training.metrics import build_training_metrics
+from emotionkit.training.registries import OPTIMIZERS
 from emotionkit.training.schedules import build_schedule
+
+if TYPE_CHECKING:
+    from emotionkit.training.spec import TrainSpec
 
 # Variables matched by these names get no weight decay: decaying BatchNorm scales and biases
 # only fights the normalisation (Goyal et al. 2017, "no bias decay").
@@ -119,12 +122,10 @@ def build_optimizer(
         "use_ema": options.ema is not None,
         "ema_momentum": options.ema or 0.99,
     }
-    if options.name == "sgd":
-        kwargs.update(momentum=options.momentum, nesterov=options.nesterov)
     if options.grad_accum > 1:  # Keras refuses gradient_accumulation_steps=1
         kwargs["gradient_accumulation_steps"] = options.grad_accum
-    optimizer_class = LayerwiseSGD if options.name == "sgd" else LayerwiseAdamW
-    return optimizer_class(
+    return OPTIMIZERS.get(options.name)(
+        options,
         scaled_variables=scaled_variables,
         lr_scale=lr_scale,
         no_decay_names=NO_DECAY_VARIABLES,

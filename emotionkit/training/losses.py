@@ -10,15 +10,18 @@ the same code runs on JAX and TensorFlow, and they round-trip through `get_confi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import keras
 from keras import ops
 
 from emotionkit.data.pipeline import class_weights_from_counts
 from emotionkit.errors import RecipeError
-from emotionkit.recipe import LossSpec
+from emotionkit.training.registries import LOSSES
+
+if TYPE_CHECKING:
+    from emotionkit.training.spec import LossSpec
 
 # Stands in for log(0) where a target is exactly 0: the term is then 0 * finite = 0.
 _TINY = 1e-30
@@ -180,24 +183,6 @@ def focal_alpha(
     return [float(weight) for weight in alpha]
 
 
-LossFactory = Callable[[LossSpec, list[float] | None], Any]
-
-LOSSES: dict[str, LossFactory] = {
-    # Keras' own losses where they already take logits: no second implementation to trust.
-    "cross_entropy": lambda spec, alpha: keras.losses.CategoricalCrossentropy(
-        from_logits=True, label_smoothing=spec.label_smoothing
-    ),
-    "focal": lambda spec, alpha: FocalLoss(spec.gamma, alpha, spec.label_smoothing),
-    "kl_divergence": lambda spec, alpha: KLDivergenceLoss(),
-    "mse": lambda spec, alpha: DistributionMSE(),
-    "l1": lambda spec, alpha: DistributionL1(),
-    "bce": lambda spec, alpha: keras.losses.BinaryCrossentropy(
-        from_logits=True, label_smoothing=spec.label_smoothing
-    ),
-}
-"""`train.loss.name` -> factory(spec, resolved per-class alpha)."""
-
-
 def build_loss(
     spec: LossSpec,
     class_counts: Sequence[int] | None = None,
@@ -221,4 +206,4 @@ def build_loss(
         >>> loss(keras.ops.one_hot([0, 1], 2), keras.ops.zeros((2, 2)))
     """
     alpha = focal_alpha(spec.alpha, class_counts, num_classes) if spec.name == "focal" else None
-    return LOSSES[spec.name](spec, alpha)
+    return LOSSES.get(spec.name).build(spec, alpha)

@@ -13,8 +13,8 @@ from typing import Any
 import keras
 from keras import ops
 
-from emotionkit.recipe import SOFT_LABEL_LOSSES
 from emotionkit.training.losses import kl_divergence_per_sample
+from emotionkit.training.registries import soft_label_losses
 
 
 @keras.saving.register_keras_serializable(package="emotionkit")
@@ -148,7 +148,7 @@ def build_training_metrics(loss_name: str, top_k: int) -> list[Any]:
         keras.metrics.TopKCategoricalAccuracy(k=top_k, name=f"top{top_k}_accuracy"),
         BalancedAccuracy(),
     ]
-    if loss_name in SOFT_LABEL_LOSSES:
+    if loss_name in soft_label_losses():
         metrics += [TotalVariation(), KLDivergenceMetric(), EarthMovers()]
     if loss_name == "bce":  # multi-label: each class decided on its own
         metrics += [MultiLabelF1(average="micro"), MultiLabelF1(average="macro")]

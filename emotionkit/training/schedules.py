@@ -9,14 +9,17 @@ BatchNorm statistics in the first batches.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 from keras import ops
 
-from emotionkit.recipe import ScheduleSpec
+from emotionkit.training.registries import SCHEDULES
+
+if TYPE_CHECKING:
+    from emotionkit.training.spec import ScheduleSpec
 
 
 @dataclass(frozen=True)
@@ -115,9 +118,12 @@ class OneCycle(_LinearWarmup):
         return {**super().get_config(), "total_steps": self.total_steps, "final_lr": self.final_lr}
 
 
-def _cosine(schedule: ScheduleSpec, plan: StepPlan) -> Any:
-    # Keras' own warmup + cosine: kept so runs (and saved optimizers) predating the other
-    # schedules are unchanged.
+def cosine_schedule(plan: StepPlan) -> Any:
+    """Linear warmup from 0, then cosine decay to 0.
+
+    Keras' own warmup + cosine: kept so runs (and saved optimizers) predating the other
+    schedules are unchanged.
+    """
     warmup = plan.warmup_steps
     return keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=0.0 if warmup else plan.peak_lr,
@@ -125,36 +131,6 @@ def _cosine(schedule: ScheduleSpec, plan: StepPlan) -> Any:
         warmup_target=plan.peak_lr if warmup else None,
         warmup_steps=warmup,
     )
-
-
-def _constant(schedule: ScheduleSpec, plan: StepPlan) -> Any:
-    if not plan.warmup_steps:
-        return plan.peak_lr  # a float: the optimizer keeps one rate variable
-    return WarmupStepDecay(plan.peak_lr, plan.warmup_steps)
-
-
-def _step(schedule: ScheduleSpec, plan: StepPlan) -> Any:
-    boundaries = [round(epoch * plan.steps_per_epoch) for epoch in schedule.milestones]
-    return WarmupStepDecay(plan.peak_lr, plan.warmup_steps, boundaries, schedule.gamma)
-
-
-def _one_cycle(schedule: ScheduleSpec, plan: StepPlan) -> Any:
-    return OneCycle(
-        plan.peak_lr,
-        plan.warmup_steps,
-        plan.total_steps,
-        start_lr=plan.peak_lr / schedule.div_factor,
-        final_lr=plan.peak_lr / schedule.final_div_factor,
-    )
-
-
-SCHEDULES: dict[str, Callable[[ScheduleSpec, StepPlan], Any]] = {
-    "cosine": _cosine,
-    "constant": _constant,
-    "step": _step,
-    "one_cycle": _one_cycle,
-}
-"""`train.schedule.name` -> builder (the recipe's Literal lists the same names)."""
 
 
 def build_schedule(schedule: ScheduleSpec, lr: float, steps_per_epoch: int, epochs: int) -> Any:
@@ -179,4 +155,4 @@ def build_schedule(schedule: ScheduleSpec, lr: float, steps_per_epoch: int, epoc
         warmup_steps=round(warmup_epochs * steps_per_epoch),
         steps_per_epoch=steps_per_epoch,
     )
-    return SCHEDULES[schedule.name](schedule, plan)
+    return SCHEDULES.get(schedule.name).build(schedule, plan)

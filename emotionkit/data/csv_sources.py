@@ -1,4 +1,4 @@
-"""Tabular sources: Kaggle's `fer2013.csv`, soft-label (vote) CSVs such as FER+, `.npz` files.
+"""CSV sources: Kaggle's `fer2013.csv` and soft-label (vote) CSVs such as FER+.
 
 Each loader reads its whole file into uint8 arrays, like the folder source, and goes through
 the same `resize_pixels` / `decode_images` as files on disk, so the same faces give the same
@@ -11,30 +11,119 @@ from __future__ import annotations
 import csv
 import math
 import warnings
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+from pydantic import Field, model_validator
 
-from emotionkit.data.sources import (
+from emotionkit.data.decode import cached_decode, decode_images, resize_pixels
+from emotionkit.data.registry import SOURCES, SourceSpec
+from emotionkit.data.types import (
+    SPLIT_ORDER,
     LoadedData,
     SplitData,
-    cached_decode,
     check_train_classes,
-    decode_images,
-    resize_pixels,
+    require_train,
     resolve_class_names,
 )
-from emotionkit.data.synthetic import FER_CLASSES
 from emotionkit.errors import DataError
-from emotionkit.recipe import DataSpec, Fer2013CsvSource, NpzSource, SoftLabelCsvSource
+from emotionkit.sections import register_section
+
+if TYPE_CHECKING:
+    from emotionkit.data.spec import DataSpec
 
 FER2013_SIDE = 48
-SPLIT_ORDER = ("train", "val", "test")
-NPZ_SPLIT_KEYS = {"train": ("x", "y"), "val": ("x_val", "y_val"), "test": ("x_test", "y_test")}
+SplitName = Literal["train", "val", "test"]
+FER2013_USAGE_SPLITS: dict[str, SplitName] = {
+    "Training": "train",
+    "PublicTest": "val",
+    "PrivateTest": "test",
+}
+"""fer2013.csv `Usage` -> split (the Kaggle convention: PublicTest is the validation set)."""
+
+SPLIT_NAMES_AS_VALUES: dict[str, SplitName] = {"train": "train", "val": "val", "test": "test"}
+SOFT_LABEL_SPLIT_VALUES: dict[str, SplitName] = {**SPLIT_NAMES_AS_VALUES, **FER2013_USAGE_SPLITS}
+
+FER2013_CSV_LABELS: tuple[str, ...] = (
+    "angry",
+    "disgust",
+    "fear",
+    "happy",
+    "sad",
+    "surprise",
+    "neutral",
+)
+"""The class of each integer `emotion` in the original fer2013.csv (0 angry ... 6 neutral)."""
+
+
+@register_section(SOURCES, "kind")
+class Fer2013CsvSource(SourceSpec):
+    """The original Kaggle `fer2013.csv`: `emotion,pixels,Usage` rows of 48x48 pixel strings."""
+
+    kind: Literal["fer2013_csv"] = "fer2013_csv"
+    path: Path = Field(description="The CSV file.")
+    usage_splits: dict[str, SplitName] = Field(
+        default_factory=FER2013_USAGE_SPLITS.copy,
+        description="`Usage` value -> split. Rows whose `Usage` is not listed are skipped; map "
+        "PublicTest to test as well to keep only a carved validation split.",
+    )
+    label_names: list[str] = Field(
+        default_factory=lambda: list(FER2013_CSV_LABELS),
+        description="Class name of each integer `emotion` (FER2013's order: 0 angry, 1 "
+        "disgust, 2 fear, 3 happy, 4 sad, 5 surprise, 6 neutral); labels are re-indexed to "
+        "`data.classes` (default: these names sorted).",
+    )
+
+    def load(self, data: DataSpec, seed: int) -> LoadedData:
+        return load_fer2013_csv(data, seed)
+
+
+@register_section(SOURCES, "kind")
+class SoftLabelCsvSource(SourceSpec):
+    """Vote-count / probability CSVs (FER+ `fer2013new.csv` style, emotion distributions)."""
+
+    kind: Literal["soft_label_csv"] = "soft_label_csv"
+    path: Path = Field(description="The CSV file.")
+    image_column: str | None = Field(
+        None,
+        description="Column holding an image path (relative to the CSV's folder). Exactly one "
+        "of `image_column` and `pixels_column` is set.",
+    )
+    pixels_column: str | None = Field(
+        None, description="Column holding a space-separated pixel string (square, row-major)."
+    )
+    class_columns: list[str] | None = Field(
+        None,
+        description="Columns of votes or probabilities, one per class, in class order "
+        "(default: `data.classes`). Each row is normalised to sum to 1; rows without votes "
+        "are dropped and counted.",
+    )
+    split_column: str | None = Field(
+        None, description="Column naming each row's split (default: every row is train)."
+    )
+    split_values: dict[str, SplitName] = Field(
+        default_factory=SOFT_LABEL_SPLIT_VALUES.copy,
+        description="Value of `split_column` -> split; rows with other values are skipped.",
+    )
+
+    @model_validator(mode="after")
+    def _one_image_column(self) -> SoftLabelCsvSource:
+        if (self.image_column is None) == (self.pixels_column is None):
+            raise ValueError(
+                "set exactly one of image_column (image paths) and pixels_column (pixel strings)"
+            )
+        return self
+
+    def listed_class_names(self, data: DataSpec) -> list[str] | None:
+        return super().listed_class_names(data) or (
+            list(self.class_columns) if self.class_columns is not None else None
+        )
+
+    def load(self, data: DataSpec, seed: int) -> LoadedData:
+        return load_soft_label_csv(data, seed)
 
 
 @dataclass
@@ -68,7 +157,7 @@ def load_fer2013_csv(spec: DataSpec, seed: int) -> LoadedData:
     source = spec.source
     assert isinstance(source, Fer2013CsvSource)
     path = Path(source.path)
-    class_names = resolve_class_names(spec, sorted(set(source.label_names)), str(path))
+    class_names = resolve_class_names(spec.classes, sorted(set(source.label_names)), str(path))
     to_class = np.array([class_names.index(name) for name in source.label_names], np.int32)
     rows = _Rows()
     for number, row in _read_csv(path, ["emotion", "pixels", "Usage"]):
@@ -80,7 +169,7 @@ def load_fer2013_csv(spec: DataSpec, seed: int) -> LoadedData:
         rows.images.append(_parse_pixels(row["pixels"], FER2013_SIDE**2, path, number))
         rows.splits.append(split)
         rows.numbers.append(number)
-    _require_train(rows.splits, path, f"no row's Usage maps to train ({source.usage_splits})")
+    require_train(rows.splits, path, f"no row's Usage maps to train ({source.usage_splits})")
     images = resize_pixels(np.stack(rows.images), spec.image_size, spec.channels)
     labels = to_class[np.asarray(rows.labels, dtype=np.int64)]
     splits = _partition(images, labels, rows, np.arange(len(labels)))
@@ -104,7 +193,7 @@ def load_soft_label_csv(spec: DataSpec, seed: int) -> LoadedData:
     path = Path(source.path)
     columns, class_names = _soft_label_columns(spec, source)
     rows = _read_vote_rows(path, source, columns)
-    _require_train(rows.splits, path, f"no row with votes is in train ({source.split_values})")
+    require_train(rows.splits, path, f"no row with votes is in train ({source.split_values})")
     errors: list[dict[str, str]] = []
     if source.pixels_column:
         images = resize_pixels(np.stack(rows.images), spec.image_size, spec.channels)
@@ -116,44 +205,8 @@ def load_soft_label_csv(spec: DataSpec, seed: int) -> LoadedData:
     votes = np.asarray(rows.labels, dtype=np.float64)[kept]
     targets = (votes / votes.sum(axis=1, keepdims=True)).astype(np.float32)
     splits = _partition(images, targets, rows, kept)
-    _require_train(list(splits), path, "no train row has a readable image")
+    require_train(list(splits), path, "no train row has a readable image")
     return LoadedData(class_names, splits, errors=errors, dropped=rows.dropped)
-
-
-def load_npz(spec: DataSpec, seed: int) -> LoadedData:
-    """`x`/`y` (train), optional `x_val`/`y_val`, `x_test`/`y_test` and `class_names`.
-
-    `y` holds class indices (N,) or per-class distributions (N, K), normalised per row
-    (rows that sum to 0 are dropped and counted in `dropped["no_votes"]`). Class names:
-    `data.classes`, else the file's `class_names`, else FER's seven sorted names when the
-    labels have seven classes.
-
-    Raises:
-        DataError: a missing or unreadable file, a missing array or half a pair, images
-            that are not uint8, labels out of range, or no way to name the classes.
-    """
-    source = spec.source
-    assert isinstance(source, NpzSource)
-    path = Path(source.path)
-    arrays = _read_npz(path)
-    pairs = {split: keys for split, keys in NPZ_SPLIT_KEYS.items() if keys[0] in arrays}
-    _check_npz_pairs(arrays, list(pairs.values()), path)
-    file_names = [str(n) for n in arrays["class_names"]] if "class_names" in arrays else None
-    class_names, to_class = _npz_class_names(
-        spec, file_names, [arrays[y_key] for _, y_key in pairs.values()], path
-    )
-    splits, no_votes = {}, 0
-    for split, (x_key, y_key) in pairs.items():
-        labels, keep = _npz_labels(arrays[y_key], to_class, class_names, path, y_key)
-        no_votes += len(labels) - len(keep)
-        images = resize_pixels(arrays[x_key][keep], spec.image_size, spec.channels)
-        splits[split] = SplitData(images, labels[keep], [f"{x_key}:{i}" for i in keep])
-    if not len(splits["train"]):
-        raise DataError(f"{path}: no train rows: x is empty or no row of y has a weight > 0.")
-    if not splits["train"].is_soft:
-        check_train_classes(splits["train"], class_names, path)
-    dropped = {"no_votes": no_votes} if no_votes else {}
-    return LoadedData(class_names, splits, dropped=dropped)
 
 
 def _read_csv(path: Path, columns: list[str]) -> Iterator[tuple[int, dict[str, str]]]:
@@ -275,100 +328,3 @@ def _partition(
             ids = [f"row:{rows.numbers[kept[i]]}" for i in members]
             splits[name] = SplitData(images[members], labels[members], ids)
     return splits
-
-
-def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    if not path.is_file():
-        raise DataError(f"data.source.path: {path} not found.")
-    if not zipfile.is_zipfile(path):
-        raise DataError(
-            f"{path} is not an .npz archive; write it with np.savez(path, x=..., y=...)."
-        )
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
-    except ValueError as error:  # object arrays, e.g. class names saved with dtype=object
-        raise DataError(
-            f"{path}: {error}. Save class names as a str array: np.array(names, dtype=str)."
-        ) from None
-    missing = [key for key in ("x", "y") if key not in arrays]
-    half = [f"{x}/{y}" for x, y in NPZ_SPLIT_KEYS.values() if (x in arrays) != (y in arrays)]
-    if missing or half:
-        raise DataError(
-            f"{path}: missing array(s) {missing + half}; it holds {sorted(arrays)}. Expected x "
-            "and y, optionally x_val/y_val, x_test/y_test and class_names."
-        )
-    return arrays
-
-
-def _npz_class_names(
-    spec: DataSpec, file_names: list[str] | None, label_arrays: list[np.ndarray], path: Path
-) -> tuple[list[str], np.ndarray]:
-    """Class names, and the class index of each label index (file order -> class order)."""
-    if file_names is not None:
-        class_names = resolve_class_names(spec, file_names, str(path))
-        return class_names, np.array([class_names.index(n) for n in file_names], np.int32)
-    if spec.classes is not None:
-        return list(spec.classes), np.arange(len(spec.classes), dtype=np.int32)
-    soft = [y.shape[1] for y in label_arrays if y.ndim == 2]
-    hard = [int(y.max()) + 1 for y in label_arrays if y.ndim == 1 and y.size]
-    num_labels = max(soft + hard, default=0)
-    if num_labels != len(FER_CLASSES):
-        raise DataError(
-            f"{path} has no class_names and its labels have {num_labels} classes: set "
-            "data.classes (the class of each label, in label order) or save class_names."
-        )
-    return list(FER_CLASSES), np.arange(len(FER_CLASSES), dtype=np.int32)
-
-
-def _check_npz_pairs(
-    arrays: dict[str, np.ndarray], pairs: list[tuple[str, str]], path: Path
-) -> None:
-    """uint8 images, and labels that are all (N,) integers or all (N, K) distributions."""
-    for x_key, y_key in pairs:
-        images, labels = arrays[x_key], arrays[y_key]
-        if images.dtype != np.uint8 or images.ndim not in (3, 4):
-            raise DataError(
-                f"{path}: {x_key} must be uint8 (N, H, W) or (N, H, W, C) with pixels 0-255, "
-                f"got {images.dtype} {images.shape}; save x.astype(np.uint8)."
-            )
-        hard = labels.ndim == 1 and np.issubdtype(labels.dtype, np.integer)
-        if not hard and (labels.ndim != 2 or not np.issubdtype(labels.dtype, np.number)):
-            raise DataError(
-                f"{path}: {y_key} must be (N,) integer labels or (N, K) class distributions, "
-                f"got {labels.dtype} {labels.shape}."
-            )
-        if len(images) != len(labels):
-            raise DataError(f"{path}: {x_key} holds {len(images)} images but {len(labels)} labels.")
-    if len({arrays[y_key].ndim for _, y_key in pairs}) > 1:
-        raise DataError(f"{path}: mix of (N,) labels and (N, K) distributions; use one kind.")
-
-
-def _npz_labels(
-    labels: np.ndarray, to_class: np.ndarray, class_names: list[str], path: Path, key: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """int32 class indices or float32 distributions, and the indices of the rows kept."""
-    if labels.ndim == 1 and np.issubdtype(labels.dtype, np.integer):
-        if labels.size and (labels.min() < 0 or labels.max() >= len(to_class)):
-            raise DataError(
-                f"{path}: {key} holds labels outside 0-{len(to_class) - 1} "
-                f"({len(to_class)} classes); fix the labels or the class names."
-            )
-        return to_class[labels], np.arange(len(labels))
-    if labels.shape[1] != len(to_class):
-        raise DataError(
-            f"{path}: {key} has {labels.shape[1]} columns but there are {len(to_class)} "
-            "classes; give one column per class."
-        )
-    if not np.isfinite(labels).all() or (labels < 0).any():
-        raise DataError(f"{path}: {key} holds negative or non-finite class weights.")
-    targets = np.zeros((len(labels), len(class_names)), np.float64)
-    targets[:, to_class] = labels
-    totals = targets.sum(axis=1, keepdims=True)
-    keep = np.flatnonzero(totals[:, 0] > 0)
-    return (targets / np.where(totals > 0, totals, 1)).astype(np.float32), keep
-
-
-def _require_train(split_names: list[str], path: Path, why: str) -> None:
-    if "train" not in split_names:
-        raise DataError(f"{path}: no train rows: {why}.")

@@ -1,0 +1,54 @@
+"""The data stage's registries: sources (`data.source.kind`) and augmentation ops.
+
+A source is a `SourceSpec` subclass whose `kind` names it and whose `load` reads it; an
+augmentation op is an `AugmentOp` subclass whose fields are its parameters and whose `build`
+returns the function on a batch. Decorate the class with `@register_section(SOURCES, "kind")`
+or `@register_entry(AUGMENTATIONS, "name")` and recipes can use it: the schema, the JSON
+Schema and the did-you-mean errors all read these registries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from emotionkit.registry import Registry
+from emotionkit.sections import RegisteredEntry, Section
+
+if TYPE_CHECKING:
+    from emotionkit.data.spec import DataSpec
+    from emotionkit.data.types import LoadedData
+
+Op = Callable[[Any, Any], tuple[Any, Any]]
+"""`(images, targets) -> (images, targets)`: float32 0-255 NHWC images, (N, K) targets."""
+
+
+class SourceSpec(Section):
+    """Base of every `data.source`: `kind` picks the class, `load` reads the splits."""
+
+    kind: str
+
+    def load(self, data: DataSpec, seed: int) -> LoadedData:
+        """The splits exactly as the source holds them (no validation split carved).
+
+        Args:
+            data: the whole `data` section (image size, channels, classes, cache...).
+            seed: the recipe seed, for sources that draw anything at random.
+        """
+        raise NotImplementedError
+
+    def listed_class_names(self, data: DataSpec) -> list[str] | None:
+        """The class names when known without decoding images, else None (then `load`)."""
+        return list(data.classes) if data.classes is not None else None
+
+
+class AugmentOp(RegisteredEntry):
+    """Base of every `data.augment` op: typed parameters, and `build` for the batch function."""
+
+    def build(self, seed: int) -> Op:
+        """The op on a batch, its randomness fixed by `seed` (the recipe seed + the op's index)."""
+        raise NotImplementedError
+
+
+SOURCES: Registry[type[SourceSpec]] = Registry("data source", "data.source.kind")
+AUGMENTATIONS: Registry[type[AugmentOp]] = Registry("augmentation", "data.augment")

@@ -1,0 +1,100 @@
+"""The recipe's `data` section: what data is read and how it becomes batches.
+
+`data.source` and `data.augment` take their choices from the data registries
+(`emotionkit.data.registry`); the built-in sources and ops register when imported below.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+# The built-in sources and augmentation ops: importing a module registers what it defines.
+from emotionkit.data import augment_ops, csv_sources, image_folder, npz_source, tfds_source
+from emotionkit.data.registry import AUGMENTATIONS, SOURCES, AugmentOp, SourceSpec
+from emotionkit.data.synthetic_source import SyntheticSource
+from emotionkit.sections import OneKeyEntry, PickedBy, Section
+
+BUILT_IN_MODULES = (augment_ops, csv_sources, image_folder, npz_source, tfds_source)
+"""Kept as a name so that linters see the registering imports as used."""
+
+
+class DataSpec(Section):
+    """What data is read and how it is turned into batches."""
+
+    source: Annotated[SourceSpec, PickedBy(SOURCES, "kind")] = Field(
+        default_factory=SyntheticSource,
+        description="Where the images come from: a registered source, picked by `kind`.",
+    )
+    image_size: int = Field(48, ge=16, le=512, description="Square input size in pixels.")
+    channels: Literal[1, 3] = Field(1, description="1 (grayscale) or 3 (RGB) input channels.")
+    val_split: float = Field(
+        0.1,
+        gt=0.0,
+        lt=1.0,
+        description="Fraction of train carved out (stratified, seeded) as validation when the "
+        "source has no validation split.",
+    )
+    batch_size: int = Field(
+        64,
+        ge=1,
+        description="Global batch size: with `runtime.distribution: data_parallel` it is "
+        "split evenly across all devices of all hosts (it must divide by the device count).",
+    )
+    classes: list[str] | None = Field(
+        None,
+        description="Class names in label order. Default: sorted folder names "
+        "(`image_folder`), FER2013's names sorted (`fer2013_csv`), the file's `class_names` "
+        "(`npz`), the dataset's label names (`tfds`).",
+    )
+    pixel_mean: float | None = Field(
+        None,
+        ge=0.0,
+        le=255.0,
+        description="Input normalisation mean (0-255) built into the model; `null`: the "
+        "train split's mean. Set it (with `pixel_std`) to keep a pretrained model's "
+        "normalisation.",
+    )
+    pixel_std: float | None = Field(
+        None, gt=0.0, description="Input normalisation std (0-255); `null`: the train split's."
+    )
+    cache: bool = Field(
+        True,
+        description="Keep decoded image files in `$EMOTIONKIT_CACHE_DIR` (default "
+        "`~/.cache/emotionkit`), keyed by the files' paths, sizes and times and the decode "
+        "settings: later runs on the same folder skip decoding.",
+    )
+    on_error: Literal["skip", "raise"] = Field(
+        "skip",
+        description="An undecodable or empty image file: `skip` drops it, counts it and lists "
+        "it in the run's `data_errors.json` with a one-line warning; `raise` stops with the "
+        "path.",
+    )
+    balance: Literal["none", "class_weights", "oversample"] = Field(
+        "none",
+        description="Imbalance handling: `class_weights` weighs the loss per class (see "
+        "`class_weight_beta`); `oversample` resamples train batches in tf.data towards "
+        "`oversample_exponent`'s target distribution. The table is printed and saved in "
+        "manifest.json.",
+    )
+    class_weight_beta: float | None = Field(
+        None,
+        ge=0.0,
+        lt=1.0,
+        description="`null`: inverse-frequency weights; a beta such as 0.999: weights by the "
+        "effective number of samples (1 - beta^n) / (1 - beta) (Cui et al. 2019). Weights "
+        "are scaled so the average weight per train image is 1.",
+    )
+    oversample_exponent: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="`oversample` target: class c is drawn with probability proportional to "
+        "count_c ** exponent (0: uniform over classes, 0.5: square-root, 1: natural).",
+    )
+    augment: list[Annotated[AugmentOp, OneKeyEntry(AUGMENTATIONS)]] = Field(
+        default_factory=list,
+        description="Ordered train-only augmentations, each `{name: {params}}`, e.g. "
+        "`[{flip: {}}, {rotate: {degrees: 10}}]`. See docs/data.md for the names.",
+    )

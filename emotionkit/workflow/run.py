@@ -1,0 +1,215 @@
+"""`train` and `resume`: start the runtime, open the run directory, run the stages in order."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+
+from emotionkit.errors import EmotionkitError
+from emotionkit.recipe import Recipe
+from emotionkit.runs import create_run_dir, git_commit, package_versions, update_manifest
+from emotionkit.runtime import RuntimeChoice, configure_frameworks, resolve_runtime
+from emotionkit.workflow.stages import (
+    describe_best,
+    evaluate_best,
+    model_to_train,
+    prepare_data,
+    split_datasets,
+)
+
+if TYPE_CHECKING:
+    from emotionkit.distribution import Distribution
+
+
+class TrainingFailedError(EmotionkitError):
+    """Training stopped on a non-finite loss; the manifest says where."""
+
+
+@dataclass
+class TrainResult:
+    """Where the run went and its headline numbers."""
+
+    run_dir: Path
+    metrics: dict[str, Any]
+    export: dict[str, Any]
+
+
+def train(
+    recipe: Recipe,
+    runs_dir: str | Path = "runs",
+    console: Console | None = None,
+    callbacks: list[Any] | None = None,
+) -> TrainResult:
+    """Train, evaluate and export one recipe into a fresh run directory.
+
+    Args:
+        recipe: a validated recipe (see `emotionkit.load_recipe`).
+        runs_dir: parent of `<recipe.name>/<timestamp>/`.
+        console: where progress goes (defaults to stdout).
+        callbacks: extra Keras callbacks for `fit`.
+
+    Returns:
+        The run directory, the metrics written to `metrics.json` and the export report.
+    """
+    console = console or Console()
+    started = time.time()
+    choice, distribution, plan = _start_runtime(recipe, console)
+    run_dir = create_run_dir(_writable_runs_dir(runs_dir, distribution), recipe.name)
+    (run_dir / "recipe.yaml").write_text(recipe.to_yaml())
+    update_manifest(
+        run_dir,
+        status="running",
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        versions=package_versions(),
+        git_commit=git_commit(),
+        runtime=choice.as_dict(),
+        devices=_device_names(),
+        distribution=plan,
+    )
+    metrics, export = _run_stages(
+        recipe, choice, (distribution, plan), run_dir, console, callbacks, resuming=False
+    )
+    update_manifest(run_dir, status="completed", wall_seconds=round(time.time() - started, 1))
+    return TrainResult(run_dir, metrics, export)
+
+
+def resume(
+    run_dir: str | Path, console: Console | None = None, callbacks: list[Any] | None = None
+) -> TrainResult:
+    """Continue an interrupted run in its own directory, from its newest backup.
+
+    The recipe, the split (`split.json`) and the per-epoch data streams are the run's own,
+    and the backup holds the weights, optimizer and EMA state, the schedule step and the
+    checkpoint / early-stopping counters: the resumed run ends as the uninterrupted one would.
+    With no backup yet (stopped during epoch 1) training restarts from epoch 0.
+
+    Raises:
+        EmotionkitError: `run_dir` is not a run directory, or the run already completed.
+    """
+    from emotionkit.recipe import load_recipe
+
+    run_dir = Path(run_dir)
+    manifest_path = run_dir / "manifest.json"
+    if not manifest_path.is_file() or not (run_dir / "recipe.yaml").is_file():
+        raise EmotionkitError(f"--resume {run_dir}: not a run directory (no manifest.json).")
+    manifest = json.loads(manifest_path.read_text())
+    if manifest.get("status") == "completed":
+        raise EmotionkitError(f"--resume {run_dir}: this run already completed; nothing to do.")
+    console = console or Console()
+    started = time.time()
+    recipe = load_recipe(run_dir / "recipe.yaml")
+    choice, distribution, plan = _start_runtime(recipe, console)
+    update_manifest(
+        run_dir,
+        status="running",
+        failure=None,
+        resumed=int(manifest.get("resumed", 0)) + 1,
+        distribution=plan,
+    )
+    metrics, export = _run_stages(
+        recipe, choice, (distribution, plan), run_dir, console, callbacks, resuming=True
+    )
+    wall = float(manifest.get("wall_seconds") or 0.0) + time.time() - started
+    update_manifest(run_dir, status="completed", wall_seconds=round(wall, 1))
+    return TrainResult(run_dir, metrics, export)
+
+
+def _start_runtime(
+    recipe: Recipe, console: Console
+) -> tuple[RuntimeChoice, Distribution, dict[str, Any]]:
+    """Backend, devices and batch split, checked before anything is written."""
+    from emotionkit.distribution import batch_plan, describe_plan
+
+    choice = resolve_runtime(recipe.runtime)
+    console.print(
+        f"backend: {choice.backend} ({choice.backend_reason}); precision: "
+        f"{choice.precision} ({choice.precision_reason})",
+        highlight=False,
+        soft_wrap=True,
+    )
+    distribution = configure_frameworks(choice, recipe.seed)
+    plan = batch_plan(distribution, recipe.data.batch_size, recipe.train.optimizer)
+    console.print(describe_plan(plan), highlight=False, soft_wrap=True)
+    return choice, distribution, plan
+
+
+def _writable_runs_dir(runs_dir: str | Path, distribution: Distribution) -> Path:
+    """Process 0 writes the run; other processes of a multi-host job write to a temp folder.
+
+    Every process runs the same steps (saving included: tf.distribute's multi-worker
+    saving needs all workers), but only one copy of checkpoints and exports is kept, the
+    pattern TensorFlow's multi-worker guide recommends.
+    """
+    if distribution.is_chief:
+        return Path(runs_dir)
+    return Path(tempfile.mkdtemp(prefix=f"emotionkit-process{distribution.process_index}-"))
+
+
+def _run_stages(
+    recipe: Recipe,
+    choice: RuntimeChoice,
+    distributed: tuple[Distribution, dict[str, Any]],
+    run_dir: Path,
+    console: Console,
+    callbacks: list[Any] | None,
+    *,
+    resuming: bool,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """data -> model -> fit -> evaluate the best checkpoint -> export; returns the last two."""
+    from emotionkit.distribution import even_validation_batches, scaled_train_spec
+    from emotionkit.export import export_run
+    from emotionkit.training import fit_model
+
+    prepared = prepare_data(recipe, run_dir, console, resuming=resuming)
+    data, batch_size, balance = prepared.loaded, recipe.data.batch_size, prepared.balance
+    steps = max(1, len(data.splits["train"]) // batch_size)
+    distribution, plan = distributed
+    train_spec = scaled_train_spec(recipe.train, plan)
+    with distribution.scope():  # model variables and optimizer state live on every device
+        model, resume_state = model_to_train(
+            recipe, train_spec, choice, prepared, run_dir, steps, resuming=resuming
+        )
+    if resume_state is not None:
+        console.print(f"resuming after epoch {resume_state['epoch']}", highlight=False)
+    train_stream, datasets = split_datasets(recipe, prepared)
+    val_data = even_validation_batches(
+        datasets["val"], len(data.splits["val"]), batch_size, distribution
+    )
+    with distribution.scope():
+        result = fit_model(
+            model, train_stream, val_data, train_spec, run_dir,
+            steps_per_epoch=steps, batch_size=batch_size,
+            class_weight=dict(enumerate(balance["weights"]))
+            if balance and balance["weights"] else None,
+            console=console, jit_compile=choice.jit_compile, extra_callbacks=callbacks,
+            resume_state=resume_state, class_names=data.class_names,
+        )  # fmt: skip
+    if result.failure is not None:
+        update_manifest(run_dir, status="failed", failure=result.failure)
+        raise TrainingFailedError(
+            f"Training stopped: non-finite loss at epoch {result.failure['epoch']}, step "
+            f"{result.failure['step']}; the last good checkpoint is in {result.checkpoint_dir}."
+        )
+    metrics = evaluate_best(run_dir, datasets, data.class_names, result.best_epoch, recipe)
+    console.print(describe_best(result.best_epoch, metrics["val"]), highlight=False, soft_wrap=True)
+    export = export_run(run_dir, recipe.export)
+    if export:
+        update_manifest(
+            run_dir, export={"passed": export["passed"], "formats": sorted(export["checks"])}
+        )
+    return metrics, export
+
+
+def _device_names() -> list[str]:
+    import keras
+
+    try:
+        return [str(device) for device in keras.distribution.list_devices()]
+    except (RuntimeError, ValueError, NotImplementedError):
+        return ["cpu"]

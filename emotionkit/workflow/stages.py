@@ -1,0 +1,250 @@
+"""What a run records around each stage: data, the model to train, the best checkpoint.
+
+`run.py` calls these in order; each takes the recipe, writes its part of the run directory
+(`manifest.json`, `split.json`, `model.json`, `metrics.json`, ...) and prints a line or two.
+Keras, TensorFlow and the stages themselves are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+
+from emotionkit.recipe import Recipe
+from emotionkit.runs import update_manifest, write_json
+from emotionkit.runtime import RuntimeChoice, configure_frameworks, resolve_runtime
+from emotionkit.training.spec import TrainSpec
+
+if TYPE_CHECKING:
+    from emotionkit.data import LoadedData
+
+
+@dataclass
+class PreparedData:
+    """The loaded splits and what the model and the sampler take from the train split."""
+
+    loaded: LoadedData
+    pixel_mean: float
+    pixel_std: float
+    balance: dict[str, Any] | None
+
+
+def prepare_data(
+    recipe: Recipe, run_dir: Path, console: Console, *, resuming: bool
+) -> PreparedData:
+    """Load the splits (a resumed run: its own `split.json`) and record them in the run.
+
+    Writes the data summary, pixel statistics and class balance to the manifest, plus
+    `labels_mapping.json`, `split.json` and (when images were skipped) `data_errors.json`.
+    """
+    from emotionkit.data import load_data
+    from emotionkit.data.pipeline import balance_table, pixel_mean_std
+    from emotionkit.data.splits import split_record
+
+    spec = recipe.data
+    split_file = run_dir / "split.json"
+    data = load_data(spec, recipe.seed, split_file=split_file if resuming else None)
+    train_split = data.splits["train"]
+    mean, std = pixel_mean_std(train_split.images)
+    mean = spec.pixel_mean if spec.pixel_mean is not None else mean
+    std = spec.pixel_std if spec.pixel_std is not None else std
+    balance = balance_table(spec, train_split.class_counts(data.num_classes))
+    update_manifest(
+        run_dir,
+        data={**data.summary(), "pixel_mean": mean, "pixel_std": std, "balance": balance},
+    )
+    write_json(run_dir / "labels_mapping.json", dict(enumerate(data.class_names)))
+    write_json(split_file, split_record(data.splits))
+    if data.errors:
+        write_json(run_dir / "data_errors.json", data.errors)
+        console.print(
+            f"[yellow]warning:[/] skipped {len(data.errors)} unreadable image(s), e.g. "
+            f"{data.errors[0]['path']} ({data.errors[0]['reason']}); list in data_errors.json"
+        )
+    console.print(_describe_splits(data), highlight=False)
+    if balance is not None:
+        console.print(_describe_balance(balance, data.class_names), highlight=False)
+    return PreparedData(data, mean, std, balance)
+
+
+def split_datasets(
+    recipe: Recipe, prepared: PreparedData
+) -> tuple[Callable[[range], Any], dict[str, Any]]:
+    """The train stream (a function of the epochs it covers) and a dataset per other split."""
+    from emotionkit.data.pipeline import build_dataset
+
+    spec, data, balance = recipe.data, prepared.loaded, prepared.balance
+
+    def train_stream(epochs: range) -> Any:
+        return build_dataset(
+            data.splits["train"], data.num_classes, spec.batch_size, training=True,
+            seed=recipe.seed, augment=spec.augment,
+            class_sampling=balance["sampling"] if balance else None, epochs=epochs,
+        )  # fmt: skip
+
+    datasets = {
+        name: build_dataset(split, data.num_classes, spec.batch_size, training=False, seed=0)
+        for name, split in data.splits.items()
+        if name != "train"
+    }
+    return train_stream, datasets
+
+
+def model_to_train(
+    recipe: Recipe,
+    train_spec: TrainSpec,
+    choice: RuntimeChoice,
+    prepared: PreparedData,
+    run_dir: Path,
+    steps_per_epoch: int,
+    *,
+    resuming: bool,
+) -> tuple[Any, dict[str, Any] | None]:
+    """A fresh compiled model, or (resuming) the newest backup's model and its state."""
+    import keras
+
+    from emotionkit.training import compile_model
+    from emotionkit.training.callbacks import latest_backups, restore_seed_states
+
+    backups = latest_backups(run_dir / "checkpoints" / "backups") if resuming else []
+    if backups:
+        state = json.loads((backups[0] / "state.json").read_text())
+        _truncate_history(run_dir / "history.csv", int(state["epoch"]))
+        model = keras.saving.load_model(backups[0] / "model.keras")
+        restore_seed_states(model, state["seed_states"])
+        return model, state
+    _truncate_history(run_dir / "history.csv", 0)
+    data = prepared.loaded
+    model = _build_model_stage(
+        recipe, data.num_classes, prepared.pixel_mean, prepared.pixel_std, run_dir
+    )
+    compile_model(
+        model, train_spec, steps_per_epoch, choice.jit_compile,
+        class_counts=data.splits["train"].class_counts(data.num_classes),
+    )  # fmt: skip
+    return model, None
+
+
+def _truncate_history(path: Path, epochs: int) -> None:
+    """Keep the header and the first `epochs` rows: rows after the backup are redone."""
+    if not path.is_file():
+        return
+    if epochs == 0:
+        path.unlink()
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[: epochs + 1]))
+
+
+def describe_model(recipe: Recipe) -> dict[str, Any]:
+    """`model_summary` of the recipe's model, built (and frozen) as `train` would build it.
+
+    No image is read: the class count comes from the source's folder names (or the 7
+    synthetic classes; also the 7 FER classes when the data folder is not on this machine,
+    since the summary of a FER recipe should not need the data), and `model.weights` is not
+    loaded (it changes no number here).
+    """
+    from emotionkit.data.sources import list_class_names
+    from emotionkit.data.synthetic import FER_CLASSES
+    from emotionkit.errors import DataError
+    from emotionkit.models import build_model, freeze_layers, model_summary
+
+    try:
+        num_classes = len(list_class_names(recipe.data))
+    except DataError:
+        num_classes = len(FER_CLASSES)
+    configure_frameworks(resolve_runtime(recipe.runtime), recipe.seed)
+    model = build_model(
+        recipe.model,
+        image_size=recipe.data.image_size,
+        channels=recipe.data.channels,
+        num_classes=num_classes,
+    )
+    freeze_layers(model, recipe.model.freeze)
+    return model_summary(model)
+
+
+def _build_model_stage(
+    recipe: Recipe, num_classes: int, pixel_mean: float, pixel_std: float, run_dir: Path
+) -> Any:
+    """Build, initialise from `model.weights`, freeze; record it in model.json and manifest."""
+    from emotionkit.models import build_model, freeze_layers, load_pretrained_weights
+    from emotionkit.models.summary import model_summary
+
+    spec = recipe.model
+    model = build_model(
+        spec,
+        image_size=recipe.data.image_size,
+        channels=recipe.data.channels,
+        num_classes=num_classes,
+        pixel_mean=pixel_mean,
+        pixel_std=pixel_std,
+    )
+    pretrained = (
+        load_pretrained_weights(model, spec.weights, strict=spec.weights_strict)
+        if spec.weights is not None
+        else None
+    )
+    frozen = freeze_layers(model, spec.freeze)
+    summary = model_summary(model)  # after freezing: trainable counts are phase 1's
+    write_json(run_dir / "model.json", summary)
+    update_manifest(run_dir, parameters=summary["parameters"], pretrained=pretrained, frozen=frozen)
+    return model
+
+
+def evaluate_best(
+    run_dir: Path, datasets: dict[str, Any], class_names: list[str], best_epoch: int, recipe: Recipe
+) -> dict[str, Any]:
+    """Score the best checkpoint on val (and test), and save the export parity reference.
+
+    With `export.tta: hflip` the scores are those of the exported models (mean logits of each
+    image and its mirror), and each split also gets its `single_view` accuracy and macro-F1.
+    """
+    import keras
+    import numpy as np
+
+    from emotionkit.evaluate.metrics import dataset_metrics
+    from emotionkit.export import write_parity_reference
+
+    best = keras.saving.load_model(run_dir / "checkpoints" / "best.keras", compile=False)
+    metrics: dict[str, Any] = {"best_epoch": best_epoch, "monitor": recipe.train.monitor}
+    for name in ("val", "test"):
+        if name in datasets:
+            metrics[name] = dataset_metrics(best, datasets[name], class_names, recipe.export.tta)
+    images = np.concatenate([x for x, _ in datasets["val"].as_numpy_iterator()])
+    images = images[: recipe.export.parity_samples]
+    write_parity_reference(
+        run_dir,
+        images,
+        np.asarray(best.predict_on_batch(images)),
+        mirror_logits=np.asarray(best.predict_on_batch(np.ascontiguousarray(images[:, :, ::-1]))),
+    )
+    write_json(run_dir / "metrics.json", metrics)
+    return metrics
+
+
+def describe_best(best_epoch: int, val: dict[str, Any]) -> str:
+    """`best epoch 12: val accuracy 0.6580 (mirror TTA; single view 0.6442), ...`."""
+    tta = f" (mirror TTA; single view {val['single_view']['accuracy']:.4f})" if "tta" in val else ""
+    return (
+        f"best epoch {best_epoch}: val accuracy {val['accuracy']:.4f}{tta}, "
+        f"val macro-F1 {val['macro_f1']:.4f}"
+    )
+
+
+def _describe_splits(data: LoadedData) -> str:
+    sizes = ", ".join(f"{name} {len(split)}" for name, split in data.splits.items())
+    return f"data: {data.num_classes} classes, {sizes} images (fingerprint {data.fingerprint})"
+
+
+def _describe_balance(balance: dict[str, Any], class_names: list[str]) -> str:
+    column = "weights" if balance["weights"] else "sampling"
+    table = ", ".join(
+        f"{name} {value:.3f}" for name, value in zip(class_names, balance[column], strict=True)
+    )
+    return f"balance ({balance['mode']}): per-class {column} {table}"
