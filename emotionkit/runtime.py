@@ -8,6 +8,7 @@ anything imports `keras`. Hardware is detected from the operating system (NVIDIA
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import sys
 from dataclasses import asdict, dataclass
@@ -51,6 +52,12 @@ class RuntimeSpec(Section):
         "`MultiWorkerMirroredStrategy` when `TF_CONFIG` is set). Multi-host set-up: "
         "docs/distributed.md.",
     )
+    device: Literal["auto", "gpu", "cpu"] = Field(
+        "auto",
+        description="`gpu`: require a GPU that the chosen backend can use (exit 2 with the "
+        "install line otherwise); `cpu`: train on the CPU even where a GPU is visible; "
+        "`auto`: the GPU when the backend sees one, else the CPU (and the run says why).",
+    )
     devices: Literal["all"] | int = Field(
         "all",
         description="`data_parallel`: `all` local accelerators (GPUs/TPUs, else CPU devices) "
@@ -86,6 +93,7 @@ class RuntimeChoice:
     gpu_visible: bool
     distribution: str = "none"
     devices: str | int = "all"
+    device: str = "auto"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -112,9 +120,60 @@ def gpu_supports_bf16() -> bool:
     return True
 
 
-def resolve_backend(requested: str) -> tuple[str, str]:
-    """Choose the Keras backend for `runtime.backend` and say why."""
+GPU_INSTALL = {
+    "jax": "pip install 'jax[cuda12]'",
+    "tensorflow": "pip install 'tensorflow[and-cuda]'",
+}
+"""What makes each backend use an NVIDIA GPU (docs/install.md)."""
+CPU_INSTALL = {"jax": "pip install 'emotionkit[jax]'", "tensorflow": "pip install tensorflow"}
+
+
+def backend_installed(backend: str) -> bool:
+    """True when the framework of `backend` can be imported (checked without importing it)."""
+    return importlib.util.find_spec(backend) is not None
+
+
+def backend_sees_gpu(backend: str) -> bool:
+    """True when `backend`'s framework itself lists a GPU (imports the framework).
+
+    The driver files say a GPU exists; only the framework knows whether its build can use
+    it (a CPU-only `jax` wheel on a GPU host is the usual case).
+    """
+    if not backend_installed(backend):
+        return False
+    try:
+        if backend == "jax":
+            import jax
+
+            return any(device.platform == "gpu" for device in jax.devices())
+        import tensorflow as tf
+
+        return bool(tf.config.list_physical_devices("GPU"))
+    except RuntimeError:  # no GPU platform initialised (e.g. CUDA libraries missing)
+        return False
+
+
+def _require_installed(backend: str, why: str) -> None:
+    if not backend_installed(backend):
+        raise EmotionkitError(
+            f"{why} asks for the {backend} backend, but {backend} is not installed: "
+            f"{CPU_INSTALL[backend]} (CPU) or {GPU_INSTALL[backend]} (NVIDIA GPU)."
+        )
+
+
+def resolve_backend(requested: str, gpu: bool | None = None) -> tuple[str, str]:
+    """Choose the Keras backend for `runtime.backend` and say why.
+
+    `auto` asks the frameworks rather than guessing: JAX when it lists a GPU, else
+    TensorFlow when it does, else TensorFlow on the CPU with the install line that would
+    put JAX on the GPU.
+
+    Raises:
+        EmotionkitError: the requested backend is not installed (the message has the
+            install line), or KERAS_BACKEND names an unsupported one.
+    """
     if requested != "auto":
+        _require_installed(requested, f"runtime.backend={requested}")
         return requested, "set in the recipe (runtime.backend)"
     from_env = os.environ.get("KERAS_BACKEND")
     if from_env:
@@ -122,10 +181,20 @@ def resolve_backend(requested: str) -> tuple[str, str]:
             raise EmotionkitError(
                 f"KERAS_BACKEND={from_env!r} is not supported: use jax or tensorflow."
             )
+        _require_installed(from_env, f"KERAS_BACKEND={from_env}")
         return from_env, "KERAS_BACKEND environment variable"
-    if nvidia_gpu_visible():
-        return "jax", "auto: a GPU is visible, JAX/XLA is the faster GPU backend"
-    return "tensorflow", "auto: CPU only, TensorFlow (oneDNN) trains ~2.5x faster than XLA:CPU"
+    if not (nvidia_gpu_visible() if gpu is None else gpu):
+        return "tensorflow", "auto: CPU only, TensorFlow (oneDNN) trains ~2.5x faster than XLA:CPU"
+    if backend_sees_gpu("jax"):
+        return "jax", "auto: JAX sees the GPU, JAX/XLA is the faster GPU backend"
+    if backend_sees_gpu("tensorflow"):
+        return "tensorflow", (
+            f"auto: JAX cannot use the GPU ({GPU_INSTALL['jax']} would), TensorFlow can"
+        )
+    return "tensorflow", (
+        "auto: a GPU is present but neither JAX nor TensorFlow can use it, so the CPU "
+        f"trains; for the GPU: {GPU_INSTALL['jax']}"
+    )
 
 
 def resolve_precision(requested: str, gpu: bool) -> tuple[str, str]:
@@ -140,13 +209,30 @@ def resolve_precision(requested: str, gpu: bool) -> tuple[str, str]:
 
 
 def resolve_runtime(spec: RuntimeSpec) -> RuntimeChoice:
-    """Resolve every `auto` in the runtime section without importing a framework."""
-    gpu = nvidia_gpu_visible()
-    backend, backend_reason = resolve_backend(spec.backend)
+    """Resolve every `auto` in the runtime section.
+
+    No framework is imported on a machine without an NVIDIA driver; with one, the chosen
+    backend is asked whether it can use the GPU.
+
+    Raises:
+        EmotionkitError: `runtime.device: gpu` and the backend cannot use a GPU (with the
+            install line), or the backend is not installed.
+    """
+    gpu = spec.device != "cpu" and nvidia_gpu_visible()
+    backend, backend_reason = resolve_backend(spec.backend, gpu)
+    if gpu:  # the driver shows one; can the chosen backend use it?
+        gpu = backend_sees_gpu(backend)
+    if spec.device == "gpu" and not gpu:
+        raise EmotionkitError(
+            f"runtime.device=gpu: the {backend} backend sees no GPU here. On an NVIDIA GPU "
+            f"machine: {GPU_INSTALL[backend]}; or set runtime.device=auto to train on the CPU."
+        )
     precision, precision_reason = resolve_precision(spec.precision, gpu)
     jit: bool | str = spec.jit_compile
     if jit == "auto" and gpu:
         jit = True
+    if spec.device == "cpu":
+        backend_reason += "; runtime.device: cpu"
     return RuntimeChoice(
         backend,
         backend_reason,
@@ -156,6 +242,7 @@ def resolve_runtime(spec: RuntimeSpec) -> RuntimeChoice:
         gpu,
         spec.distribution,
         spec.devices,
+        spec.device,
     )
 
 
@@ -202,6 +289,8 @@ def configure_frameworks(choice: RuntimeChoice, seed: int) -> Distribution:
     """
     from emotionkit.distribution import start_distribution
 
+    if choice.device == "cpu" and "keras" not in sys.modules:
+        os.environ["CUDA_VISIBLE_DEVICES"] = "-1"  # runtime.device: cpu, before any import
     activate_backend(choice.backend)
     if choice.backend == "jax":
         _keep_tensorflow_off_the_gpu()

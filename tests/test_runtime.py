@@ -29,9 +29,47 @@ def test_auto_backend_follows_env_then_hardware(
     assert backend == "tensorflow" and "CPU" in reason
     (tmp_path / "gpus" / "0000:01:00.0").mkdir(parents=True)
     monkeypatch.setattr(runtime, "NVIDIA_GPU_DIR", tmp_path / "gpus")
+    monkeypatch.setattr(runtime, "backend_sees_gpu", lambda backend: True)
     assert runtime.resolve_backend("auto")[0] == "jax"
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert runtime.resolve_backend("auto")[0] == "tensorflow"
+
+
+@pytest.mark.parametrize(
+    ("sees", "backend", "says"),
+    [
+        ({"jax", "tensorflow"}, "jax", "JAX sees the GPU"),
+        ({"tensorflow"}, "tensorflow", "JAX cannot use the GPU (pip install 'jax[cuda12]'"),
+        (set(), "tensorflow", "neither JAX nor TensorFlow can use it"),
+    ],
+)
+def test_auto_asks_the_frameworks_whether_they_see_the_gpu(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sees: set[str], backend: str, says: str
+) -> None:
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    (tmp_path / "0000:01:00.0").mkdir()
+    monkeypatch.setattr(runtime, "NVIDIA_GPU_DIR", tmp_path)
+    monkeypatch.setattr(runtime, "backend_sees_gpu", lambda name: name in sees)
+    choice = runtime.resolve_runtime(RuntimeSpec())
+    assert choice.backend == backend and says in choice.backend_reason
+    assert choice.gpu_visible == bool(sees)  # no GPU usable: float32 on the CPU
+    assert choice.precision == ("float32" if not sees else choice.precision)
+
+
+def test_missing_backend_or_gpu_is_refused_with_the_install_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(runtime, "backend_installed", lambda name: name != "jax")
+    with pytest.raises(
+        EmotionkitError, match=r"jax is not installed: pip install 'emotionkit\[jax\]'"
+    ):
+        runtime.resolve_runtime(RuntimeSpec(backend="jax"))
+    monkeypatch.setattr(runtime, "backend_installed", lambda name: True)
+    monkeypatch.setattr(runtime, "NVIDIA_GPU_DIR", tmp_path / "none")
+    with pytest.raises(
+        EmotionkitError, match=r"runtime.device=gpu: the jax backend sees no GPU.*jax\[cuda12\]"
+    ):
+        runtime.resolve_runtime(RuntimeSpec(backend="jax", device="gpu"))
 
 
 def test_unsupported_env_backend_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:

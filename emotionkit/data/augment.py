@@ -1,29 +1,30 @@
 """Train-time augmentations: the recipe's `data.augment` list -> one function on a batch.
 
-The ops themselves are typed classes in `augment_ops.py`, registered in
-`emotionkit.data.registry.AUGMENTATIONS`; this module holds what they share (seeded
-generators, the per-image probability gate, chaining) and `build_augment_fn`.
+The ops are typed classes in `augment_ops.py` (registered in
+`emotionkit.data.registry.AUGMENTATIONS`), each written once against
+`augment_arrays.ArrayFns`. This module turns the list into a function for either placement:
 
-Every op has a probability `p`: each image gets its own coin, and an image that loses it
-keeps its pixels and its target exactly. MixUp and CutMix mix the targets as well, so their
-rows stay distributions (they sum to 1); put them last, after the per-image ops.
+- `build_augment_fn` (`data.augment_on: host`): inside `tf.data`, with TensorFlow's functions;
+- `build_device_augment_fn` (`device`): inside the compiled train step, with the backend's.
 
-Layers and random generators are created once, outside `tf.data.map`, and chained in a plain
-function: a `keras.Sequential` of preprocessing layers fails inside `tf.data.map` under the
-JAX backend, while single layers work on both. Their random state is a variable updated on
-each call, so the same seed gives the same batches when the map runs sequentially; with
-`num_parallel_calls` > 1 concurrent calls race on that state and the sequence varies.
+Each op draws from its own stateless key, `fold(fold(key(seed), op index), step)`, where the
+step is the batch's index (host: within the epoch, whose seed differs; device: the optimizer's
+iteration count). Every op has a probability `p`: each image gets its own coin, and an image
+that loses it keeps its pixels and its target exactly. MixUp and CutMix mix the targets as
+well, so their rows stay distributions (they sum to 1); put them last, after the per-image
+ops.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
 from pydantic import TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 
-from emotionkit.data.registry import AUGMENTATIONS, AugmentOp, Op
+from emotionkit.data.augment_arrays import ArrayFns, fns_for
+from emotionkit.data.registry import AUGMENTATIONS, AugmentOp
 from emotionkit.errors import RecipeError
 from emotionkit.recipe_errors import describe_problems
 from emotionkit.sections import OneKeyEntry
@@ -31,60 +32,20 @@ from emotionkit.sections import OneKeyEntry
 OP_LIST_TYPE: Any = list[Annotated[AugmentOp, OneKeyEntry(AUGMENTATIONS)]]
 OP_LIST: TypeAdapter[list[AugmentOp]] = TypeAdapter(OP_LIST_TYPE)
 
-
-def generator(seed: int, stream: int) -> Any:
-    """A Philox generator; `stream` picks a disjoint counter range, so an op and its gate
-    built from the same seed never share random numbers."""
-    import tensorflow as tf
-
-    return tf.random.Generator.from_key_counter(key=seed, counter=[0, stream], alg="philox")
+StepAugment = Callable[..., tuple[Any, Any]]
+"""`(images, targets, step=0) -> (images, targets)`."""
 
 
-def with_probability(op: Op, p: float, seed: int, stream: int = 1) -> Op:
-    """Apply `op` to each image (and its target row) with probability `p`, else keep it."""
-    if p == 0.0:  # switched off in the recipe: nothing to trace or run
-        return lambda images, targets: (images, targets)
-    if p == 1.0:
-        return op
-    import tensorflow as tf
-
-    coins = generator(seed, stream)
-
-    def maybe(images: Any, targets: Any) -> tuple[Any, Any]:
-        new_images, new_targets = op(images, targets)
-        apply = coins.uniform([tf.shape(images)[0]]) < p
-        return (
-            tf.where(apply[:, None, None, None], new_images, images),
-            tf.where(apply[:, None], new_targets, targets),
-        )
-
-    return maybe
-
-
-def on_images(layer: Any) -> Op:
-    """An image-only Keras layer as an op; the targets pass through."""
-    return lambda images, targets: (layer(images, training=True), targets)
-
-
-def on_images_and_targets(layer: Any) -> Op:
-    """A Keras mixing layer (MixUp, CutMix) as an op: it takes and returns both as a dict."""
-
-    def mix(images: Any, targets: Any) -> tuple[Any, Any]:
-        mixed = layer({"images": images, "labels": targets}, training=True)
-        return mixed["images"], mixed["labels"]
-
-    return mix
-
-
-def chain(ops: Sequence[Op]) -> Op:
-    """The ops applied one after the other."""
-
-    def chained(images: Any, targets: Any) -> tuple[Any, Any]:
-        for op in ops:
-            images, targets = op(images, targets)
-        return images, targets
-
-    return chained
+def gate(
+    fns: ArrayFns, key: Any, p: float, old: tuple[Any, Any], new: tuple[Any, Any]
+) -> tuple[Any, Any]:
+    """Per image, the augmented `new` with probability `p`, else the untouched `old`."""
+    if p >= 1.0:
+        return new
+    count = fns.shape(old[0])[0]
+    apply = fns.uniform(fns.fold(key, 7_777), (count,)) < p
+    images = fns.np.where(apply[:, None, None, None], new[0], old[0])
+    return images, fns.np.where(apply[:, None], new[1], old[1])
 
 
 def parse_augment_ops(ops: Sequence[AugmentOp | dict[str, Any]]) -> list[AugmentOp]:
@@ -101,26 +62,70 @@ def parse_augment_ops(ops: Sequence[AugmentOp | dict[str, Any]]) -> list[Augment
         raise RecipeError(problems) from None
 
 
-def build_augment_fn(ops: Sequence[AugmentOp | dict[str, Any]], seed: int) -> Op:
-    """Build the recipe's `data.augment` list into one function on a batch.
+def _chain(ops: list[AugmentOp], fns: ArrayFns, seed: int) -> StepAugment:
+    """The ops in order; host-only ops (stateful Keras layers) are built here, once."""
+    host_ops = [op.host_op(seed + index) for index, op in enumerate(ops)]
+    base = fns.key(seed)
 
-    The function maps `(images, targets)` (float32 0-255 NHWC, float32 (N, K) target
-    distributions) to the same; image-only ops leave the targets alone. Call it inside
-    `tf.data.map` (or eagerly, for a look); op `i` is seeded with `seed + i`.
+    def augment(images: Any, targets: Any, step: Any = 0) -> tuple[Any, Any]:
+        images = fns.np.asarray(images, dtype="float32")
+        for index, (op, host_op) in enumerate(zip(ops, host_ops, strict=True)):
+            if host_op is not None:
+                images, targets = host_op(images, targets)
+                continue
+            if getattr(op, "p", 1.0) == 0.0:  # switched off in the recipe
+                continue
+            key = fns.fold(fns.fold(base, index), step)
+            images, targets = op.apply(fns, images, targets, key)
+        return images, targets
+
+    return augment
+
+
+def augment_placement(requested: str, accelerator: bool) -> tuple[str, str]:
+    """Resolve `data.augment_on` and say why (printed and saved in the manifest)."""
+    if requested != "auto":
+        return requested, "set in the recipe (data.augment_on)"
+    if accelerator:
+        return "device", "auto: a GPU is visible, the augmentation compiles into the step"
+    return "host", "auto: CPU only, tf.data augments in parallel with the step (faster)"
+
+
+def build_augment_fn(ops: Sequence[AugmentOp | dict[str, Any]], seed: int) -> StepAugment:
+    """The recipe's `data.augment` list as one function on a batch, for `tf.data` (host).
+
+    The function maps `(images, targets, step)` (float32 0-255 NHWC, float32 (N, K) target
+    distributions, the batch's index in the epoch) to the augmented images and targets;
+    image-only ops leave the targets alone. Call it inside `tf.data.map` (or eagerly, for a
+    look).
 
     Args:
         ops: the recipe's typed ops, or `{name: {params}}` mappings naming registered ops.
-        seed: the recipe seed.
-
-    Returns:
-        `augment(images, targets) -> (images, targets)`.
+        seed: the epoch's seed (the same seed and step give the same batch).
 
     Raises:
         RecipeError: an unknown op name or parameter, or an invalid value.
 
     Example:
         >>> augment = build_augment_fn([{"flip": {}}, {"mixup": {"alpha": 0.2}}], seed=0)
-        >>> dataset = dataset.map(augment)
+        >>> dataset = dataset.enumerate().map(lambda step, batch: augment(*batch, step))
+    """
+    return _chain(parse_augment_ops(ops), fns_for("host", "tensorflow"), seed)
+
+
+def build_device_augment_fn(
+    ops: Sequence[AugmentOp | dict[str, Any]], seed: int, backend: str
+) -> StepAugment:
+    """The same list, traced inside the compiled train step of the Keras `backend`.
+
+    Raises:
+        RecipeError: an op that runs on the host only, naming it and `data.augment_on`.
     """
     typed = parse_augment_ops(ops)
-    return chain([op.build(seed + index) for index, op in enumerate(typed)])
+    for index, op in enumerate(typed):
+        if not op.compiles:
+            raise RecipeError(
+                f"data.augment[{index}] ({op.entry_name}) runs only on the host (a stateful "
+                "Keras layer that does not compile): set data.augment_on: host, or remove it."
+            )
+    return _chain(typed, fns_for("device", backend), seed)

@@ -1,10 +1,10 @@
 """The built-in augmentation ops: one typed class per `data.augment` name.
 
 Each class's fields are the op's parameters (validated, documented and listed in the JSON
-Schema) and its `build(seed)` returns the op on a batch. Keras preprocessing layers do the
-work where Keras has one that runs inside `tf.data` under both backends; the rest (flip with
-a probability, random resized crop, one-resampling affine, Gaussian noise) are a few
-TensorFlow ops.
+Schema) and its `apply` is the op on a batch, written once with `augment_arrays.ArrayFns`
+so that it runs in `tf.data` on the host and compiled inside the train step on JAX and
+TensorFlow (`data.augment_on`). Images are float32 0-255 NHWC, targets float32 (N, K).
+Keys are split per draw with `fns.fold(key, n)`; the gate's coin uses its own fold.
 """
 
 from __future__ import annotations
@@ -14,15 +14,12 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, Field, field_validator
 
-from emotionkit.data.augment import (
-    chain,
-    generator,
-    on_images,
-    on_images_and_targets,
-    with_probability,
-)
+from emotionkit.data.augment import gate
+from emotionkit.data.augment_arrays import ArrayFns
 from emotionkit.data.registry import AUGMENTATIONS, AugmentOp, Op
 from emotionkit.sections import register_entry
+
+Batch = tuple[Any, Any]
 
 
 def _range_within(low: float, high: float) -> AfterValidator:
@@ -40,120 +37,117 @@ def _range_within(low: float, high: float) -> AfterValidator:
 Probability = Annotated[
     float, Field(ge=0.0, le=1.0, description="Share of images the op is applied to.")
 ]
+Range = tuple[float, float]
+
+
+def _sides(fns: ArrayFns, images: Any) -> tuple[Any, Any]:
+    """Height and width: static numbers in a train step, traced sizes where unknown."""
+    height, width = images.shape[1], images.shape[2]
+    if height is None or width is None:
+        shape = fns.shape(images)
+        return fns.np.asarray(shape[1], "float32"), fns.np.asarray(shape[2], "float32")
+    return float(height), float(width)
+
+
+def _per_image(fns: ArrayFns, key: Any, images: Any, low: float, high: float) -> Any:
+    """One uniform draw per image of the batch."""
+    return fns.uniform(key, (fns.shape(images)[0],), low, high)
+
+
+def _clip(fns: ArrayFns, images: Any) -> Any:
+    return fns.np.clip(images, 0.0, 255.0)
+
+
+def _affine(
+    fns: ArrayFns, images: Any, key: Any, degrees: float, translate: float, zoom: float
+) -> Any:
+    """Rotation, translation and zoom as ONE bilinear resampling per image (reflect fill).
+
+    Output pixel (x, y) samples the input at center + S^-1 R^-1 (out - center) - shift.
+    """
+    np = fns.np
+    height, width = _sides(fns, images)
+    angle = _per_image(fns, fns.fold(key, 0), images, -degrees, degrees) * (math.pi / 180.0)
+    shift_x = _per_image(fns, fns.fold(key, 1), images, -translate, translate) * width
+    shift_y = _per_image(fns, fns.fold(key, 2), images, -translate, translate) * height
+    inverse_scale = 1.0 / _per_image(fns, fns.fold(key, 3), images, 1.0 - zoom, 1.0 + zoom)
+    cos, sin = np.cos(angle) * inverse_scale, np.sin(angle) * inverse_scale
+    center_x, center_y = (width - 1.0) / 2.0, (height - 1.0) / 2.0
+    zeros = np.zeros_like(cos)
+    transforms = np.stack(
+        [
+            cos, sin, center_x - cos * center_x - sin * center_y - shift_x,
+            -sin, cos, center_y + sin * center_x - cos * center_y - shift_y,
+            zeros, zeros,
+        ],
+        axis=1,
+    )  # fmt: skip
+    return _clip(fns, fns.affine(images, transforms))
 
 
 @register_entry(AUGMENTATIONS, "flip")
 class Flip(AugmentOp):
-    """Mirror each image with probability `p` (per axis for `horizontal_and_vertical`).
-
-    A reverse under a coin rather than `keras.layers.RandomFlip`, whose probability is fixed
-    at 0.5.
-    """
+    """Mirror each image with probability `p` (per axis for `horizontal_and_vertical`)."""
 
     mode: Literal["horizontal", "vertical", "horizontal_and_vertical"] = "horizontal"
     p: Probability = 0.5
 
-    def build(self, seed: int) -> Op:
-        import tensorflow as tf
-
+    def apply(self, fns: ArrayFns, images: Any, targets: Any, key: Any) -> Batch:
         axes = {"horizontal": [2], "vertical": [1], "horizontal_and_vertical": [2, 1]}
+        for number, axis in enumerate(axes[self.mode]):
+            flipped = (fns.np.flip(images, axis=axis), targets)
+            images, targets = gate(fns, fns.fold(key, number), self.p, (images, targets), flipped)
+        return images, targets
 
-        def reverser(axis: int) -> Op:
-            return lambda images, targets: (tf.reverse(images, [axis]), targets)
 
-        return chain(
-            [
-                with_probability(reverser(axis), self.p, seed, stream=1 + k)
-                for k, axis in enumerate(axes[self.mode])
-            ]
-        )
+class _AffineOp(AugmentOp):
+    """Shared by the ops that are one affine resampling (each declares its own `p`, after its
+    parameters, so that they list first)."""
+
+    def transform(self) -> tuple[float, float, float]:
+        """(degrees, translate fraction, zoom fraction)."""
+        raise NotImplementedError
+
+    def apply(self, fns: ArrayFns, images: Any, targets: Any, key: Any) -> Batch:
+        warped = _affine(fns, images, key, *self.transform())
+        return gate(fns, key, getattr(self, "p", 1.0), (images, targets), (warped, targets))
 
 
 @register_entry(AUGMENTATIONS, "rotate")
-class Rotate(AugmentOp):
+class Rotate(_AffineOp):
     """Rotate by up to `degrees` either way (reflect fill)."""
 
     degrees: float = Field(10.0, ge=0.0, le=180.0)
     p: Probability = 1.0
 
-    def build(self, seed: int) -> Op:
-        import keras
-
-        layer = keras.layers.RandomRotation(self.degrees / 360.0, fill_mode="reflect", seed=seed)
-        return with_probability(on_images(layer), self.p, seed)
+    def transform(self) -> tuple[float, float, float]:
+        return self.degrees, 0.0, 0.0
 
 
 @register_entry(AUGMENTATIONS, "translate")
-class Translate(AugmentOp):
+class Translate(_AffineOp):
     """Shift by up to `fraction` of the size on each axis (reflect fill)."""
 
     fraction: float = Field(0.1, ge=0.0, lt=1.0)
     p: Probability = 1.0
 
-    def build(self, seed: int) -> Op:
-        import keras
-
-        layer = keras.layers.RandomTranslation(
-            self.fraction, self.fraction, fill_mode="reflect", seed=seed
-        )
-        return with_probability(on_images(layer), self.p, seed)
+    def transform(self) -> tuple[float, float, float]:
+        return 0.0, self.fraction, 0.0
 
 
 @register_entry(AUGMENTATIONS, "zoom")
-class Zoom(AugmentOp):
+class Zoom(_AffineOp):
     """Zoom in or out by up to `fraction` (reflect fill)."""
 
     fraction: float = Field(0.1, ge=0.0, lt=1.0)
     p: Probability = 1.0
 
-    def build(self, seed: int) -> Op:
-        import keras
-
-        layer = keras.layers.RandomZoom(
-            (-self.fraction, self.fraction), fill_mode="reflect", seed=seed
-        )
-        return with_probability(on_images(layer), self.p, seed)
-
-
-@register_entry(AUGMENTATIONS, "random_resized_crop")
-class RandomResizedCrop(AugmentOp):
-    """Crop a box of `scale` x the image area and width/height `ratio`, resize it back.
-
-    The Inception crop, mild by default: on 48 px faces a crop under ~0.8 of the area loses
-    the mouth or the eyes. Keras 3.15 has no layer for it (RandomCrop returns a smaller image,
-    RandomZoom has no area/aspect parametrisation) and importing keras-cv, which has
-    RandomCropAndResize, would load TensorFlow for JAX-only users.
-    """
-
-    scale: Annotated[float | tuple[float, float], _range_within(1e-6, 1.0)] = (0.8, 1.0)
-    ratio: Annotated[float | tuple[float, float], _range_within(1e-3, 1e3)] = (3 / 4, 4 / 3)
-    p: Probability = 1.0
-
-    def build(self, seed: int) -> Op:
-        import tensorflow as tf
-
-        (min_area, max_area), (min_ratio, max_ratio) = self.scale, self.ratio  # type: ignore[misc]
-        boxes_generator = generator(seed, stream=0)
-
-        def crop(images: Any, targets: Any) -> tuple[Any, Any]:
-            images = tf.convert_to_tensor(images)
-            count = tf.shape(images)[0]
-            area = boxes_generator.uniform([count], min_area, max_area)
-            log_ratio = boxes_generator.uniform([count], math.log(min_ratio), math.log(max_ratio))
-            aspect = tf.exp(log_ratio)
-            height = tf.minimum(tf.sqrt(area / aspect), 1.0)
-            width = tf.minimum(tf.sqrt(area * aspect), 1.0)
-            top = boxes_generator.uniform([count]) * (1.0 - height)
-            left = boxes_generator.uniform([count]) * (1.0 - width)
-            boxes = tf.stack([top, left, top + height, left + width], axis=1)
-            size = images.shape[1:3]
-            return tf.image.crop_and_resize(images, boxes, tf.range(count), size), targets
-
-        return with_probability(crop, self.p, seed)
+    def transform(self) -> tuple[float, float, float]:
+        return 0.0, 0.0, self.fraction
 
 
 @register_entry(AUGMENTATIONS, "affine")
-class Affine(AugmentOp):
+class Affine(_AffineOp):
     """Rotation, translation and zoom as ONE resampling per image (reflect fill, bilinear).
 
     Same distributions as `rotate` + `translate` + `zoom` chained, at the cost of one of them:
@@ -167,90 +161,82 @@ class Affine(AugmentOp):
     zoom: float = Field(0.0, ge=0.0, lt=1.0)
     p: Probability = 1.0
 
-    def build(self, seed: int) -> Op:
-        return with_probability(_affine_transform(self, generator(seed, stream=0)), self.p, seed)
+    def transform(self) -> tuple[float, float, float]:
+        return self.degrees, self.translate, self.zoom
 
 
-def _affine_transform(spec: Affine, draws: Any) -> Op:
-    import tensorflow as tf
+@register_entry(AUGMENTATIONS, "random_resized_crop")
+class RandomResizedCrop(AugmentOp):
+    """Crop a box of `scale` x the image area and width/height `ratio`, resize it back.
 
-    degrees, translate, zoom = spec.degrees, spec.translate, spec.zoom
+    The Inception crop, mild by default: on 48 px faces a crop under ~0.8 of the area loses
+    the mouth or the eyes. One bilinear resampling: the box's corners map to the output's.
+    """
 
-    def transform(images: Any, targets: Any) -> tuple[Any, Any]:
-        images = tf.convert_to_tensor(images)
-        shape = tf.shape(images)
-        count, height, width = (
-            shape[0],
-            tf.cast(shape[1], tf.float32),
-            tf.cast(shape[2], tf.float32),
-        )
-        angle = draws.uniform([count], -degrees, degrees) * (math.pi / 180.0)
-        shift_x = draws.uniform([count], -translate, translate) * width
-        shift_y = draws.uniform([count], -translate, translate) * height
-        inverse_scale = 1.0 / draws.uniform([count], 1.0 - zoom, 1.0 + zoom)
-        cos, sin = tf.cos(angle) * inverse_scale, tf.sin(angle) * inverse_scale
-        center_x, center_y = (width - 1.0) / 2.0, (height - 1.0) / 2.0
-        # output pixel (x, y) samples input: center + S^-1 R^-1 (out - center) - shift
-        matrix = tf.stack(
-            [
-                cos, sin, center_x - cos * center_x - sin * center_y - shift_x,
-                -sin, cos, center_y + sin * center_x - cos * center_y - shift_y,
-                tf.zeros_like(cos), tf.zeros_like(cos),
-            ],
-            axis=1,
-        )  # fmt: skip
-        warped = tf.raw_ops.ImageProjectiveTransformV3(
-            images=images,
-            transforms=matrix,
-            output_shape=shape[1:3],
-            fill_value=0.0,
-            interpolation="BILINEAR",
-            fill_mode="REFLECT",
-        )
-        return tf.clip_by_value(warped, 0.0, 255.0), targets
-
-    return transform
-
-
-class _FactorLayerOp(AugmentOp):
-    """A Keras layer taking a strength `factor` on the 0-255 value range."""
-
-    keras_layer: ClassVar[str]
-    factor: float = Field(0.2, ge=0.0, le=1.0)
+    scale: Annotated[float | Range, _range_within(1e-6, 1.0)] = (0.8, 1.0)
+    ratio: Annotated[float | Range, _range_within(1e-3, 1e3)] = (3 / 4, 4 / 3)
     p: Probability = 1.0
 
-    def build(self, seed: int) -> Op:
-        import keras
-
-        layer_class = getattr(keras.layers, self.keras_layer)
-        layer = layer_class(self.factor, value_range=(0, 255), seed=seed)
-        return with_probability(on_images(layer), self.p, seed)
+    def apply(self, fns: ArrayFns, images: Any, targets: Any, key: Any) -> Batch:
+        np = fns.np
+        (min_area, max_area), (min_ratio, max_ratio) = self.scale, self.ratio  # type: ignore[misc]
+        area = _per_image(fns, fns.fold(key, 0), images, min_area, max_area)
+        log_ratio = _per_image(
+            fns, fns.fold(key, 1), images, math.log(min_ratio), math.log(max_ratio)
+        )
+        aspect = np.exp(log_ratio)
+        box_height = np.minimum(np.sqrt(area / aspect), 1.0)
+        box_width = np.minimum(np.sqrt(area * aspect), 1.0)
+        top = _per_image(fns, fns.fold(key, 2), images, 0.0, 1.0) * (1.0 - box_height)
+        left = _per_image(fns, fns.fold(key, 3), images, 0.0, 1.0) * (1.0 - box_width)
+        height, width = _sides(fns, images)
+        last_y, last_x = height - 1.0, width - 1.0
+        zeros = np.zeros_like(area)
+        transforms = np.stack(
+            [box_width, zeros, left * last_x, zeros, box_height, top * last_y, zeros, zeros],
+            axis=1,
+        )
+        cropped = _clip(fns, fns.affine(images, transforms))
+        return gate(fns, key, self.p, (images, targets), (cropped, targets))
 
 
 @register_entry(AUGMENTATIONS, "contrast")
-class Contrast(_FactorLayerOp):
-    """Scale the contrast by a factor drawn from [1 - factor, 1 + factor]."""
+class Contrast(AugmentOp):
+    """Scale each image's contrast around its mean by a factor in [1 - factor, 1 + factor]."""
 
-    keras_layer = "RandomContrast"
+    factor: float = Field(0.2, ge=0.0, le=1.0)
+    p: Probability = 1.0
+
+    def apply(self, fns: ArrayFns, images: Any, targets: Any, key: Any) -> Batch:
+        scale = _per_image(fns, fns.fold(key, 0), images, 1.0 - self.factor, 1.0 + self.factor)
+        mean = fns.np.mean(images, axis=(1, 2), keepdims=True)
+        changed = _clip(fns, (images - mean) * scale[:, None, None, None] + mean)
+        return gate(fns, key, self.p, (images, targets), (changed, targets))
 
 
 @register_entry(AUGMENTATIONS, "brightness")
-class Brightness(_FactorLayerOp):
-    """Shift the brightness by up to `factor` of the value range."""
+class Brightness(AugmentOp):
+    """Shift each image's brightness by up to `factor` of the 0-255 range."""
 
-    keras_layer = "RandomBrightness"
+    factor: float = Field(0.2, ge=0.0, le=1.0)
+    p: Probability = 1.0
+
+    def apply(self, fns: ArrayFns, images: Any, targets: Any, key: Any) -> Batch:
+        shift = _per_image(fns, fns.fold(key, 0), images, -self.factor, self.factor) * 255.0
+        changed = _clip(fns, images + shift[:, None, None, None])
+        return gate(fns, key, self.p, (images, targets), (changed, targets))
 
 
 @register_entry(AUGMENTATIONS, "blur")
 class Blur(AugmentOp):
-    """Gaussian blur; Keras draws one `sigma` per axis per batch from the range.
+    """Gaussian blur, each image with its own `sigma` drawn from the range.
 
-    `factor=(1, 1)` makes the layer always blur so that `p` alone decides (a single-number
-    factor would mean a probability drawn from `[0, factor]`).
+    A weighted sum of the kernel's shifted copies of the reflect-padded image (9 for the
+    default 3x3 kernel): per-image kernels, no convolution op, and XLA fuses it.
     """
 
-    sigma: Annotated[float | tuple[float, float], _range_within(0.0, 10.0)] = (0.1, 1.0)
-    kernel_size: int = Field(3, ge=1, description="Odd kernel side in pixels.")
+    sigma: Annotated[float | Range, _range_within(0.0, 10.0)] = (0.1, 1.0)
+    kernel_size: int = Field(3, ge=1, le=15, description="Odd kernel side in pixels.")
     p: Probability = 0.2
 
     @field_validator("kernel_size")
@@ -260,89 +246,83 @@ class Blur(AugmentOp):
             raise ValueError("must be odd (a kernel centred on its pixel)")
         return size
 
-    def build(self, seed: int) -> Op:
-        import keras
-
-        layer = keras.layers.RandomGaussianBlur(
-            factor=(1.0, 1.0),
-            kernel_size=self.kernel_size,
-            sigma=self.sigma,
-            value_range=(0, 255),
-            seed=seed,
-        )
-        return with_probability(on_images(layer), self.p, seed)
+    def apply(self, fns: ArrayFns, images: Any, targets: Any, key: Any) -> Batch:
+        np = fns.np
+        low, high = self.sigma  # type: ignore[misc]
+        sigma = np.maximum(_per_image(fns, fns.fold(key, 0), images, low, high), 1e-3)
+        radius = self.kernel_size // 2
+        offsets = np.arange(-radius, radius + 1, dtype="float32")
+        weights = np.exp(-(offsets[None, :] ** 2) / (2.0 * sigma[:, None] ** 2))
+        weights = weights / np.sum(weights, axis=1, keepdims=True)  # (N, kernel_size)
+        padding = [[0, 0], [radius, radius], [radius, radius], [0, 0]]
+        padded = np.pad(images, padding, mode="reflect")
+        height, width = fns.shape(images)[1], fns.shape(images)[2]
+        blurred = np.zeros_like(images)
+        for dy in range(self.kernel_size):
+            for dx in range(self.kernel_size):
+                weight = weights[:, dy] * weights[:, dx]
+                shifted = padded[:, dy : dy + height, dx : dx + width]
+                blurred = blurred + shifted * weight[:, None, None, None]
+        return gate(fns, key, self.p, (images, targets), (blurred, targets))
 
 
 @register_entry(AUGMENTATIONS, "noise")
 class Noise(AugmentOp):
-    """Add Gaussian noise of `std` grey levels, clipped to 0-255.
-
-    Not `keras.layers.GaussianNoise`: that regularisation layer only takes `stddev` in
-    [0, 1] and fails inside `tf.data.map` under JAX (it is not a data layer).
-    """
+    """Add Gaussian noise of `std` grey levels, clipped to 0-255."""
 
     std: float = Field(5.0, ge=0.0, description="Standard deviation in grey levels.")
     p: Probability = 0.5
 
-    def build(self, seed: int) -> Op:
-        import tensorflow as tf
+    def apply(self, fns: ArrayFns, images: Any, targets: Any, key: Any) -> Batch:
+        noise = fns.normal(fns.fold(key, 0), fns.shape(images)) * self.std
+        return gate(fns, key, self.p, (images, targets), (_clip(fns, images + noise), targets))
 
-        noise_generator = generator(seed, stream=0)
 
-        def add_noise(images: Any, targets: Any) -> tuple[Any, Any]:
-            images = tf.convert_to_tensor(images)
-            noisy = images + noise_generator.normal(tf.shape(images), stddev=self.std)
-            return tf.clip_by_value(noisy, 0.0, 255.0), targets
-
-        return with_probability(add_noise, self.p, seed)
+def _boxes(fns: ArrayFns, key: Any, images: Any, box_height: Any, box_width: Any) -> Any:
+    """(N, H, W, 1) masks, 1 inside a box of the given fractional size at a random place."""
+    np = fns.np
+    height, width = _sides(fns, images)
+    top = _per_image(fns, fns.fold(key, 10), images, 0.0, 1.0) * (1.0 - box_height) * height
+    left = _per_image(fns, fns.fold(key, 11), images, 0.0, 1.0) * (1.0 - box_width) * width
+    rows = fns.arange(height)[None, :, None]
+    columns = fns.arange(width)[None, None, :]
+    inside_rows = (rows >= top[:, None, None]) & (rows < (top + box_height * height)[:, None, None])
+    inside_columns = (columns >= left[:, None, None]) & (
+        columns < (left + box_width * width)[:, None, None]
+    )
+    return np.asarray(inside_rows & inside_columns, "float32")[..., None]
 
 
 @register_entry(AUGMENTATIONS, "erasing")
 class Erasing(AugmentOp):
     """Replace a random rectangle by noise (`fill_value: null`) or a grey level.
 
-    `scale` is the erased share of the image area: Keras draws `a` and `b` from it and erases
-    `sqrt(a)` of the width by `sqrt(b)` of the height. `null` fills with clipped N(0, 255)
-    noise, so about half the erased pixels are black.
+    `scale` is the erased share of the image area: `a` and `b` are drawn from it and the box
+    is `sqrt(a)` of the width by `sqrt(b)` of the height (as Keras' RandomErasing draws it).
+    `null` fills with clipped N(0, 255) noise, so about half the erased pixels are black.
     """
 
-    scale: Annotated[float | tuple[float, float], _range_within(0.0, 1.0)] = (0.02, 0.25)
+    scale: Annotated[float | Range, _range_within(0.0, 1.0)] = (0.02, 0.25)
     fill_value: float | None = None
     p: Probability = 0.25
 
-    def build(self, seed: int) -> Op:
-        import keras
+    def apply(self, fns: ArrayFns, images: Any, targets: Any, key: Any) -> Batch:
+        np = fns.np
+        low, high = self.scale  # type: ignore[misc]
+        box_width = np.sqrt(_per_image(fns, fns.fold(key, 0), images, low, high))
+        box_height = np.sqrt(_per_image(fns, fns.fold(key, 1), images, low, high))
+        mask = _boxes(fns, key, images, box_height, box_width)
+        if self.fill_value is None:
+            fill = _clip(fns, fns.normal(fns.fold(key, 2), fns.shape(images)) * 255.0)
+        else:
+            fill = np.full_like(images, float(self.fill_value))
+        erased = images * (1.0 - mask) + fill * mask
+        return gate(fns, key, self.p, (images, targets), (erased, targets))
 
-        layer = keras.layers.RandomErasing(
-            factor=(1.0, 1.0),  # always erase; `p` decides
-            scale=self.scale,
-            fill_value=self.fill_value,
-            value_range=(0, 255),
-            seed=seed,
-        )
-        return with_probability(on_images(layer), self.p, seed)
 
-
-@register_entry(AUGMENTATIONS, "randaugment")
-class RandAugment(AugmentOp):
-    """Keras RandAugment: `num_ops` of its 11 ops at strength `factor` (0-1).
-
-    Keras' own, not keras-cv's (which fails on 1-channel images). Keras picks the ops once
-    per batch, each image drawing its own magnitudes; `p` < 1 varies it per image. It runs
-    all 11 ops and selects, so it is the slowest op here.
-    """
-
-    num_ops: int = Field(2, ge=1)
-    factor: float = Field(0.5, ge=0.0, le=1.0)
-    p: Probability = 1.0
-
-    def build(self, seed: int) -> Op:
-        import keras
-
-        layer = keras.layers.RandAugment(
-            value_range=(0, 255), num_ops=self.num_ops, factor=self.factor, seed=seed
-        )
-        return with_probability(on_images(layer), self.p, seed)
+def _partner(fns: ArrayFns, key: Any, images: Any) -> Any:
+    """A random permutation of the batch (each image's mixing partner)."""
+    return fns.np.argsort(_per_image(fns, key, images, 0.0, 1.0))
 
 
 @register_entry(AUGMENTATIONS, "mixup")
@@ -352,26 +332,71 @@ class MixUp(AugmentOp):
     alpha: float = Field(0.2, gt=0.0)
     p: Probability = 1.0
 
-    def build(self, seed: int) -> Op:
-        import keras
-
-        layer = keras.layers.MixUp(alpha=self.alpha, seed=seed)
-        return with_probability(on_images_and_targets(layer), self.p, seed)
+    def apply(self, fns: ArrayFns, images: Any, targets: Any, key: Any) -> Batch:
+        np = fns.np
+        order = _partner(fns, fns.fold(key, 0), images)
+        weight = fns.beta(fns.fold(key, 1), (fns.shape(images)[0],), self.alpha)
+        mixed_images = images * weight[:, None, None, None] + np.take(images, order, axis=0) * (
+            1.0 - weight[:, None, None, None]
+        )
+        mixed_targets = targets * weight[:, None] + np.take(targets, order, axis=0) * (
+            1.0 - weight[:, None]
+        )
+        return gate(fns, key, self.p, (images, targets), (mixed_images, mixed_targets))
 
 
 @register_entry(AUGMENTATIONS, "cutmix")
 class CutMix(AugmentOp):
     """Paste a partner's rectangle; targets mix by the pasted area (~ Beta(alpha, alpha)).
 
-    `factor=(alpha, alpha)` fixes Keras' Beta parameter (a single number would be drawn from
-    `[0, alpha]`); Keras caps it at 1, the CutMix paper's value.
+    The pasted box covers a share lambda ~ Beta(alpha, alpha) of the area, sqrt(lambda) of
+    each side (the CutMix paper's box); alpha is capped at 1, the paper's value.
     """
 
     alpha: float = Field(1.0, gt=0.0, le=1.0)
     p: Probability = 1.0
 
-    def build(self, seed: int) -> Op:
-        import keras
+    def apply(self, fns: ArrayFns, images: Any, targets: Any, key: Any) -> Batch:
+        np = fns.np
+        order = _partner(fns, fns.fold(key, 0), images)
+        side = np.sqrt(fns.beta(fns.fold(key, 1), (fns.shape(images)[0],), self.alpha))
+        mask = _boxes(fns, key, images, side, side)
+        pasted = images * (1.0 - mask) + np.take(images, order, axis=0) * mask
+        share = np.mean(mask, axis=(1, 2, 3))[:, None]  # the pasted area, after rounding
+        mixed_targets = targets * (1.0 - share) + np.take(targets, order, axis=0) * share
+        return gate(fns, key, self.p, (images, targets), (pasted, mixed_targets))
 
-        layer = keras.layers.CutMix(factor=(self.alpha, self.alpha), seed=seed)
-        return with_probability(on_images_and_targets(layer), self.p, seed)
+
+@register_entry(AUGMENTATIONS, "randaugment")
+class RandAugment(AugmentOp):
+    """Keras RandAugment: `num_ops` of its 11 ops at strength `factor` (0-1); host only.
+
+    Keras' own, not keras-cv's (which fails on 1-channel images). Keras picks the ops once
+    per batch, each image drawing its own magnitudes; `p` < 1 varies it per image. It runs
+    all 11 ops and selects, so it is the slowest op here; its random state lives in the
+    layer, so it runs in `tf.data` only (`data.augment_on: host`).
+    """
+
+    compiles: ClassVar[bool] = False
+    num_ops: int = Field(2, ge=1)
+    factor: float = Field(0.5, ge=0.0, le=1.0)
+    p: Probability = 1.0
+
+    def host_op(self, seed: int) -> Op | None:
+        import keras
+        import tensorflow as tf
+
+        layer = keras.layers.RandAugment(
+            value_range=(0, 255), num_ops=self.num_ops, factor=self.factor, seed=seed
+        )
+        # Stateful like the layer: the coins advance batch by batch of the sequential map.
+        coins = tf.random.Generator.from_key_counter(key=seed, counter=[0, 1], alg="philox")
+
+        def augment(images: Any, targets: Any) -> Batch:
+            changed = layer(images, training=True)
+            if self.p >= 1.0:
+                return changed, targets
+            apply = coins.uniform([tf.shape(images)[0]]) < self.p
+            return tf.where(apply[:, None, None, None], changed, images), targets
+
+        return augment

@@ -10,12 +10,13 @@ Schema and the did-you-mean errors all read these registries.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from emotionkit.registry import Registry
 from emotionkit.sections import RegisteredEntry, Section
 
 if TYPE_CHECKING:
+    from emotionkit.data.augment_arrays import ArrayFns
     from emotionkit.data.spec import DataSpec
     from emotionkit.data.types import LoadedData
 
@@ -43,11 +44,31 @@ class SourceSpec(Section):
 
 
 class AugmentOp(RegisteredEntry):
-    """Base of every `data.augment` op: typed parameters, and `build` for the batch function."""
+    """Base of every `data.augment` op: typed parameters, and `apply` on a batch.
 
-    def build(self, seed: int) -> Op:
-        """The op on a batch, its randomness fixed by `seed` (the recipe seed + the op's index)."""
+    `apply` is written once with `fns` (`augment_arrays.ArrayFns`), so the same op runs in
+    `tf.data` on the host and inside the compiled train step (`data.augment_on: device`).
+    An op that holds a stateful Keras layer instead sets `compiles = False` and overrides
+    `host_op`: it then runs on the host only.
+    """
+
+    compiles: ClassVar[bool] = True
+    """Runs inside a compiled train step on JAX and TensorFlow."""
+
+    def apply(self, fns: ArrayFns, images: Any, targets: Any, key: Any) -> tuple[Any, Any]:
+        """The augmented batch: float32 0-255 NHWC images and float32 (N, K) targets.
+
+        Args:
+            fns: the placement's array and random functions.
+            images: the batch's images.
+            targets: the batch's target rows (one-hot or distributions).
+            key: a random key for this op and this batch only (split it with `fns.fold`).
+        """
         raise NotImplementedError
+
+    def host_op(self, seed: int) -> Op | None:
+        """A host-only op's function on a batch (built once per epoch), else None."""
+        return None
 
 
 SOURCES: Registry[type[SourceSpec]] = Registry("data source", "data.source.kind")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 # The built-in sources and augmentation ops: importing a module registers what it defines.
 from emotionkit.data import augment_ops, csv_sources, image_folder, npz_source, tfds_source
@@ -98,3 +98,24 @@ class DataSpec(Section):
         description="Ordered train-only augmentations, each `{name: {params}}`, e.g. "
         "`[{flip: {}}, {rotate: {degrees: 10}}]`. See docs/data.md for the names.",
     )
+    augment_on: Literal["auto", "host", "device"] = Field(
+        "auto",
+        description="Where `augment` runs: `host` in the `tf.data` pipeline (parallel with "
+        "the step), `device` inside the compiled train step (XLA; the batches cross to the "
+        "accelerator as plain pixels). Both draw the same distributions. `auto`: `device` "
+        "when a GPU is visible, `host` on CPU-only machines (measured faster there, see "
+        "docs/benchmarks.md).",
+    )
+
+    @model_validator(mode="after")
+    def _device_ops_compile(self) -> DataSpec:
+        if self.augment_on != "device":
+            return self
+        for index, op in enumerate(self.augment):
+            if not op.compiles:
+                raise ValueError(
+                    f"data.augment[{index}] ({op.entry_name}) runs only on the host (a "
+                    "stateful Keras layer that does not compile): set data.augment_on: host "
+                    "or auto, or remove it"
+                )
+        return self

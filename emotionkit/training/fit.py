@@ -263,17 +263,21 @@ def fit_model(
                 callbacks.append(ConfusionMatrixImage(log_dir, val_data, class_names, every))
         if spec.optimizer.ema is not None:  # validate the averaged weights (swapped back after)
             callbacks.insert(0, keras.callbacks.SwapEMAWeights(swap_on_epoch=False))
-        result = model.fit(
-            train_data(range(first, stop)) if callable(train_data) else train_data,
-            validation_data=val_data,
-            steps_per_epoch=steps_per_epoch,  # one stream holds all remaining epochs
-            initial_epoch=first,
-            epochs=stop,
-            class_weight=class_weight,
-            callbacks=[*callbacks, progress, *(extra_callbacks or [])],
-            shuffle=False,  # the stream is already shuffled, per epoch, from the seed
-            verbose=0,
-        )
+        try:
+            result = model.fit(
+                train_data(range(first, stop)) if callable(train_data) else train_data,
+                validation_data=val_data,
+                steps_per_epoch=steps_per_epoch,  # one stream holds all remaining epochs
+                initial_epoch=first,
+                epochs=stop,
+                class_weight=class_weight,
+                callbacks=[*callbacks, progress, *(extra_callbacks or [])],
+                shuffle=False,  # the stream is already shuffled, per epoch, from the seed
+                verbose=0,
+            )
+        finally:  # an interrupted fit skips on_train_end, which closes the CSV file
+            if csv.csv_file is not None and not csv.csv_file.closed:
+                csv.csv_file.close()
         for key, values in result.history.items():
             history.setdefault(key, []).extend(float(value) for value in values)
     return FitResult(

@@ -177,7 +177,8 @@ def _run_stages(
         )
     if resume_state is not None:
         console.print(f"resuming after epoch {resume_state['epoch']}", highlight=False)
-    train_stream, datasets = split_datasets(recipe, prepared)
+    augment_on = _place_augmentation(recipe, choice, model, run_dir, console)
+    train_stream, datasets = split_datasets(recipe, prepared, augment_on)
     val_data = even_validation_batches(
         datasets["val"], len(data.splits["val"]), batch_size, distribution
     )
@@ -204,6 +205,23 @@ def _run_stages(
             run_dir, export={"passed": export["passed"], "formats": sorted(export["checks"])}
         )
     return metrics, export
+
+
+def _place_augmentation(
+    recipe: Recipe, choice: RuntimeChoice, model: Any, run_dir: Path, console: Console
+) -> str:
+    """Resolve `data.augment_on`, record it, and move the ops into the train step if `device`."""
+    from emotionkit.data.augment import augment_placement, build_device_augment_fn
+    from emotionkit.training.device_augment import augment_in_train_step
+
+    placement, reason = augment_placement(recipe.data.augment_on, choice.gpu_visible)
+    update_manifest(run_dir, augment_on={"placement": placement, "reason": reason})
+    if recipe.data.augment:
+        console.print(f"augmentation: {placement} ({reason})", highlight=False)
+    if placement == "device" and recipe.data.augment:
+        augment = build_device_augment_fn(recipe.data.augment, recipe.seed, choice.backend)
+        augment_in_train_step(model, augment, choice.backend)
+    return placement
 
 
 def _device_names() -> list[str]:

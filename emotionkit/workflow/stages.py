@@ -73,17 +73,21 @@ def prepare_data(
 
 
 def split_datasets(
-    recipe: Recipe, prepared: PreparedData
+    recipe: Recipe, prepared: PreparedData, augment_on: str
 ) -> tuple[Callable[[range], Any], dict[str, Any]]:
-    """The train stream (a function of the epochs it covers) and a dataset per other split."""
+    """The train stream (a function of the epochs it covers) and a dataset per other split.
+
+    With `augment_on` `device` the train stream carries plain pixels: the train step augments.
+    """
     from emotionkit.data.pipeline import build_dataset
 
     spec, data, balance = recipe.data, prepared.loaded, prepared.balance
+    host_augment = spec.augment if augment_on == "host" else None
 
     def train_stream(epochs: range) -> Any:
         return build_dataset(
             data.splits["train"], data.num_classes, spec.batch_size, training=True,
-            seed=recipe.seed, augment=spec.augment,
+            seed=recipe.seed, augment=host_augment,
             class_sampling=balance["sampling"] if balance else None, epochs=epochs,
         )  # fmt: skip
 

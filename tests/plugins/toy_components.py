@@ -11,8 +11,9 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from emotionkit.data.augment import with_probability
-from emotionkit.data.registry import AUGMENTATIONS, SOURCES, AugmentOp, Op, SourceSpec
+from emotionkit.data.augment import gate
+from emotionkit.data.augment_arrays import ArrayFns
+from emotionkit.data.registry import AUGMENTATIONS, SOURCES, AugmentOp, SourceSpec
 from emotionkit.data.types import LoadedData, SplitData
 from emotionkit.models.spec import MODELS, ModelSpec
 from emotionkit.sections import register_entry, register_section
@@ -59,8 +60,8 @@ class Invert(AugmentOp):
 
     p: float = Field(0.5, ge=0.0, le=1.0)
 
-    def build(self, seed: int) -> Op:
-        return with_probability(lambda images, targets: (255.0 - images, targets), self.p, seed)
+    def apply(self, fns: ArrayFns, images: Any, targets: Any, key: Any) -> tuple[Any, Any]:
+        return gate(fns, key, self.p, (images, targets), (255.0 - images, targets))
 
 
 @register_loss("toy_focal_ce")
