@@ -130,7 +130,15 @@ CPU_INSTALL = {"jax": "pip install 'emotionkit[jax]'", "tensorflow": "pip instal
 
 def backend_installed(backend: str) -> bool:
     """True when the framework of `backend` can be imported (checked without importing it)."""
-    return importlib.util.find_spec(backend) is not None
+    try:
+        return importlib.util.find_spec(backend) is not None
+    except (ImportError, ValueError):  # an import hook that refuses it
+        return False
+
+
+def tensorflow_available() -> bool:
+    """TensorFlow runs `tf.data` and the exporters; a JAX-only host trains without it."""
+    return backend_installed("tensorflow")
 
 
 def backend_sees_gpu(backend: str) -> bool:

@@ -82,10 +82,23 @@ def _chain(ops: list[AugmentOp], fns: ArrayFns, seed: int) -> StepAugment:
     return augment
 
 
-def augment_placement(requested: str, accelerator: bool) -> tuple[str, str]:
-    """Resolve `data.augment_on` and say why (printed and saved in the manifest)."""
+def augment_placement(
+    requested: str, accelerator: bool, tensorflow: bool = True
+) -> tuple[str, str]:
+    """Resolve `data.augment_on` and say why (printed and saved in the manifest).
+
+    Raises:
+        RecipeError: `host` where TensorFlow (`tf.data`) is not installed.
+    """
+    if requested == "host" and not tensorflow:
+        raise RecipeError(
+            "data.augment_on=host needs TensorFlow (tf.data), which is not installed here: "
+            "set data.augment_on: device (or auto), or install tensorflow."
+        )
     if requested != "auto":
         return requested, "set in the recipe (data.augment_on)"
+    if not tensorflow:
+        return "device", "auto: TensorFlow is not installed, so the train step augments"
     if accelerator:
         return "device", "auto: a GPU is visible, the augmentation compiles into the step"
     return "host", "auto: CPU only, tf.data augments in parallel with the step (faster)"

@@ -25,6 +25,9 @@ def decode_images(
 ) -> tuple[np.ndarray, np.ndarray, list[dict[str, str]]]:
     """Decode PNG/JPEG/BMP/GIF files in parallel with tf.io into (N, S, S, C) uint8.
 
+    Where TensorFlow is not installed (a JAX-only host), OpenCV decodes them instead
+    (`decode_with_opencv`).
+
     Returns:
         The decoded images, the indices of `paths` they come from, and one
         `{"path", "reason"}` per file that could not be read (empty, truncated, not an image).
@@ -32,6 +35,10 @@ def decode_images(
     Raises:
         DataError: a file failed and `on_error` is `raise`; the message names the file.
     """
+    from emotionkit.runtime import tensorflow_available
+
+    if not tensorflow_available():
+        return decode_with_opencv(paths, image_size, channels, on_error)
     import tensorflow as tf
 
     def decode(index: tf.Tensor, path: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -134,12 +141,18 @@ def resize_pixels(images: np.ndarray, image_size: int, channels: int) -> np.ndar
     Uses the same antialiased resize and channel conversion as files decoded from disk, so a
     source gives identical arrays whichever way the pixels are stored.
     """
-    import tensorflow as tf
-
     if images.ndim == 3:
         images = images[..., None]
     if images.shape[-1] not in (1, 3):
         raise DataError(f"Images must have 1 or 3 channels, got shape {images.shape}.")
+    if images.shape[1:] == (image_size, image_size, channels):
+        return np.ascontiguousarray(images, dtype=np.uint8)
+    from emotionkit.runtime import tensorflow_available
+
+    if not tensorflow_available():
+        return np.stack([_convert_with_opencv(image, image_size, channels) for image in images])
+    import tensorflow as tf
+
     if images.shape[-1] != channels:
         convert = tf.image.grayscale_to_rgb if channels == 3 else tf.image.rgb_to_grayscale
         images = convert(tf.constant(images)).numpy()
@@ -147,3 +160,53 @@ def resize_pixels(images: np.ndarray, image_size: int, channels: int) -> np.ndar
         return np.ascontiguousarray(images, dtype=np.uint8)
     resized = tf.image.resize(images, (image_size, image_size), antialias=True)
     return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8).numpy()
+
+
+def decode_with_opencv(
+    paths: list[Path], image_size: int, channels: int, on_error: str = "raise"
+) -> tuple[np.ndarray, np.ndarray, list[dict[str, str]]]:
+    """`decode_images` without TensorFlow: OpenCV, file by file (no GIF).
+
+    Greyscale PNGs at the model's size (FER2013) decode to the same pixels as tf.io; colour
+    conversion and resizing round like OpenCV (area interpolation), which can differ from
+    TensorFlow's antialiased resize by a grey level.
+    """
+    import cv2
+
+    images, kept, errors = [], [], []
+    for index, path in enumerate(paths):
+        data = np.fromfile(path, dtype=np.uint8) if path.is_file() else np.zeros(0, np.uint8)
+        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+        if image is None:
+            reason = "file not found" if not path.is_file() else "OpenCV cannot decode it"
+            errors.append({"path": str(path), "reason": reason})
+            continue
+        images.append(_convert_with_opencv(_as_rgb_or_grey(image), image_size, channels))
+        kept.append(index)
+    raise_on_bad_files(errors, on_error)
+    empty = np.zeros((0, image_size, image_size, channels), np.uint8)
+    return (np.stack(images) if images else empty), np.asarray(kept, np.int64), errors
+
+
+def _as_rgb_or_grey(image: np.ndarray) -> np.ndarray:
+    """OpenCV's BGR(A) or grey decode as (H, W, 3) RGB or (H, W, 1) grey uint8."""
+    import cv2
+
+    if image.dtype != np.uint8:  # 16-bit PNG
+        image = (image // 257).astype(np.uint8)
+    if image.ndim == 2:
+        return image[..., None]
+    code = cv2.COLOR_BGRA2RGB if image.shape[-1] == 4 else cv2.COLOR_BGR2RGB
+    return cv2.cvtColor(image, code)
+
+
+def _convert_with_opencv(image: np.ndarray, image_size: int, channels: int) -> np.ndarray:
+    """One (H, W, 1|3) uint8 image -> (S, S, channels) uint8 with OpenCV."""
+    import cv2
+
+    if image.shape[-1] != channels:
+        code = cv2.COLOR_GRAY2RGB if channels == 3 else cv2.COLOR_RGB2GRAY
+        image = cv2.cvtColor(image, code)
+    if image.shape[:2] != (image_size, image_size):
+        image = cv2.resize(image, (image_size, image_size), interpolation=cv2.INTER_AREA)
+    return image.reshape(image_size, image_size, channels)

@@ -14,6 +14,7 @@ import numpy as np
 from emotionkit.data.registry import AugmentOp
 from emotionkit.data.spec import DataSpec
 from emotionkit.data.types import SplitData
+from emotionkit.errors import RecipeError
 
 
 def build_dataset(
@@ -49,6 +50,11 @@ def build_dataset(
         class_sampling: oversample: each image is drawn from class c with this probability.
         epochs: the epochs (0-based) a training dataset covers, e.g. `range(k, 30)`.
     """
+    from emotionkit.runtime import tensorflow_available
+
+    if not tensorflow_available():
+        return _array_dataset(split, num_classes, batch_size, training, seed, augment,
+                              class_sampling, epochs)  # fmt: skip
     import tensorflow as tf
 
     if not training:
@@ -69,6 +75,30 @@ def build_dataset(
     if stream is None:
         raise ValueError(f"build_dataset: empty epoch range {epochs}")
     return stream.prefetch(tf.data.AUTOTUNE)
+
+
+def _array_dataset(
+    split: SplitData,
+    num_classes: int,
+    batch_size: int,
+    training: bool,
+    seed: int,
+    augment: list[AugmentOp] | None,
+    class_sampling: list[float] | None,
+    epochs: range,
+) -> Any:
+    """`build_dataset` where TensorFlow is not installed (a JAX-only host): NumPy batches."""
+    from emotionkit.data import array_batches
+
+    if not training:
+        return array_batches.evaluation_batches(split, num_classes, batch_size)
+    if augment:
+        raise RecipeError(
+            "data.augment_on=host needs TensorFlow (tf.data), which is not installed here: "
+            "set data.augment_on: device (or auto), or install tensorflow."
+        )
+    seeds = [epoch_seed(seed, epoch) for epoch in epochs]
+    return array_batches.training_stream(split, num_classes, batch_size, seeds, class_sampling)
 
 
 def epoch_seed(seed: int, epoch: int) -> int:

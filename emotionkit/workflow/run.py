@@ -163,7 +163,6 @@ def _run_stages(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """data -> model -> fit -> evaluate the best checkpoint -> export; returns the last two."""
     from emotionkit.distribution import even_validation_batches, scaled_train_spec
-    from emotionkit.export import export_run
     from emotionkit.training import fit_model
 
     prepared = prepare_data(recipe, run_dir, console, resuming=resuming)
@@ -199,7 +198,7 @@ def _run_stages(
         )
     metrics = evaluate_best(run_dir, datasets, data.class_names, result.best_epoch, recipe)
     console.print(describe_best(result.best_epoch, metrics["val"]), highlight=False, soft_wrap=True)
-    export = export_run(run_dir, recipe.export)
+    export = _export_or_defer(run_dir, recipe, console)
     if export:
         update_manifest(
             run_dir, export={"passed": export["passed"], "formats": sorted(export["checks"])}
@@ -207,14 +206,35 @@ def _run_stages(
     return metrics, export
 
 
+def _export_or_defer(run_dir: Path, recipe: Recipe, console: Console) -> dict[str, Any]:
+    """`export_run`, or where TensorFlow is missing one line naming the command to run."""
+    from emotionkit.runtime import tensorflow_available
+
+    if not recipe.export.formats or tensorflow_available():
+        from emotionkit.export import export_run
+
+        return export_run(run_dir, recipe.export)
+    console.print(
+        f"export deferred: TensorFlow is not installed here; run `emotionkit export {run_dir}` "
+        "where it is",
+        highlight=False,
+        soft_wrap=True,
+    )
+    update_manifest(run_dir, export={"deferred": True, "formats": recipe.export.formats})
+    return {}
+
+
 def _place_augmentation(
     recipe: Recipe, choice: RuntimeChoice, model: Any, run_dir: Path, console: Console
 ) -> str:
     """Resolve `data.augment_on`, record it, and move the ops into the train step if `device`."""
     from emotionkit.data.augment import augment_placement, build_device_augment_fn
+    from emotionkit.runtime import tensorflow_available
     from emotionkit.training.device_augment import augment_in_train_step
 
-    placement, reason = augment_placement(recipe.data.augment_on, choice.gpu_visible)
+    placement, reason = augment_placement(
+        recipe.data.augment_on, choice.gpu_visible, tensorflow_available()
+    )
     update_manifest(run_dir, augment_on={"placement": placement, "reason": reason})
     if recipe.data.augment:
         console.print(f"augmentation: {placement} ({reason})", highlight=False)
