@@ -8,7 +8,6 @@ anything imports `keras`. Hardware is detected from the operating system (NVIDIA
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import sys
 from dataclasses import asdict, dataclass
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from emotionkit.errors import EmotionkitError
+from emotionkit.installed import backend_installed
 from emotionkit.sections import Section
 
 if TYPE_CHECKING:
@@ -126,19 +126,6 @@ GPU_INSTALL = {
 }
 """What makes each backend use an NVIDIA GPU (docs/install.md)."""
 CPU_INSTALL = {"jax": "pip install 'emotionkit[jax]'", "tensorflow": "pip install tensorflow"}
-
-
-def backend_installed(backend: str) -> bool:
-    """True when the framework of `backend` can be imported (checked without importing it)."""
-    try:
-        return importlib.util.find_spec(backend) is not None
-    except (ImportError, ValueError):  # an import hook that refuses it
-        return False
-
-
-def tensorflow_available() -> bool:
-    """TensorFlow runs `tf.data` and the exporters; a JAX-only host trains without it."""
-    return backend_installed("tensorflow")
 
 
 def backend_sees_gpu(backend: str) -> bool:

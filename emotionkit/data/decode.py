@@ -35,7 +35,7 @@ def decode_images(
     Raises:
         DataError: a file failed and `on_error` is `raise`; the message names the file.
     """
-    from emotionkit.runtime import tensorflow_available
+    from emotionkit.installed import tensorflow_available
 
     if not tensorflow_available():
         return decode_with_opencv(paths, image_size, channels, on_error)
@@ -147,7 +147,7 @@ def resize_pixels(images: np.ndarray, image_size: int, channels: int) -> np.ndar
         raise DataError(f"Images must have 1 or 3 channels, got shape {images.shape}.")
     if images.shape[1:] == (image_size, image_size, channels):
         return np.ascontiguousarray(images, dtype=np.uint8)
-    from emotionkit.runtime import tensorflow_available
+    from emotionkit.installed import tensorflow_available
 
     if not tensorflow_available():
         return np.stack([_convert_with_opencv(image, image_size, channels) for image in images])

@@ -50,7 +50,7 @@ def build_dataset(
         class_sampling: oversample: each image is drawn from class c with this probability.
         epochs: the epochs (0-based) a training dataset covers, e.g. `range(k, 30)`.
     """
-    from emotionkit.runtime import tensorflow_available
+    from emotionkit.installed import tensorflow_available
 
     if not tensorflow_available():
         return _array_dataset(split, num_classes, batch_size, training, seed, augment,

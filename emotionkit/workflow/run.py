@@ -208,7 +208,7 @@ def _run_stages(
 
 def _export_or_defer(run_dir: Path, recipe: Recipe, console: Console) -> dict[str, Any]:
     """`export_run`, or where TensorFlow is missing one line naming the command to run."""
-    from emotionkit.runtime import tensorflow_available
+    from emotionkit.installed import tensorflow_available
 
     if not recipe.export.formats or tensorflow_available():
         from emotionkit.export import export_run
@@ -229,7 +229,7 @@ def _place_augmentation(
 ) -> str:
     """Resolve `data.augment_on`, record it, and move the ops into the train step if `device`."""
     from emotionkit.data.augment import augment_placement, build_device_augment_fn
-    from emotionkit.runtime import tensorflow_available
+    from emotionkit.installed import tensorflow_available
     from emotionkit.training.device_augment import augment_in_train_step
 
     placement, reason = augment_placement(
