@@ -22,6 +22,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
+from emotionkit.data.registry import SOURCES
 from emotionkit.data.spec import DataSpec
 from emotionkit.errors import RecipeError
 from emotionkit.export_spec import ExportSpec
@@ -80,7 +81,10 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     """
     path = Path(path)
     raw = _read_yaml(path)
-    for override in overrides or []:
+    # A section's kind or name switches first, so that `data.source.path=X` given before
+    # `data.source.kind=image_folder` is not dropped with the old kind's keys.
+    ordered = sorted(overrides or [], key=lambda item: item.partition("=")[0] not in _PICKERS)
+    for override in ordered:
         _apply_override(raw, override)
     return validate_recipe(raw, source=str(path))
 
@@ -156,4 +160,20 @@ def _apply_override(raw: dict[str, Any], override: str) -> None:
             where = ".".join(parents[: depth + 1])
             raise RecipeError(f"Override `{key}`: `{where}` is {child!r}, not a section.")
         node = child
+    if key in _PICKERS and node.get(leaf, value) != value:
+        _switch_choice(node, _PICKERS[key], value)
     node[leaf] = value
+
+
+def _switch_choice(section: dict[str, Any], registry: Any, name: Any) -> None:
+    """Another `kind`/`name`: drop the keys the new choice does not have, as Hydra's config
+    groups replace their section (`data.source.kind=image_folder` drops `train_size`)."""
+    if name not in registry:
+        return  # validation names the unknown choice
+    accepted = registry.get(name).model_fields
+    for key in [key for key in section if key not in accepted]:
+        del section[key]
+
+
+_PICKERS: dict[str, Any] = {"model.name": MODELS, "data.source.kind": SOURCES}
+"""Overrides that switch a registry-picked section to another choice."""

@@ -53,6 +53,8 @@ def _describe_problem(item: Any, root: Any, raw: Any, prefix: str) -> str:
     if item["type"] == "missing":
         return f"`{loc}` is required but missing."
     message = str(item["msg"]).removeprefix("Value error, ")
+    if isinstance(item.get("input"), dict):  # a check across a section's fields: it names them
+        return f"`{loc}`: {message}."
     return f"`{loc}` = {item.get('input')!r}: {message}."
 
 

@@ -147,3 +147,21 @@ def test_json_schema_lists_registered_choices_and_their_fields() -> None:
     models = [resolved(m) for m in schema["properties"]["model"]["oneOf"]]
     fields = {m["properties"]["name"]["const"]: set(m["properties"]) for m in models}
     assert "depth" in fields["resnet"] and "depth" not in fields["mobilenet_v3_small"]
+
+
+def test_switching_a_kind_drops_the_old_kinds_keys(quickstart: Path, tmp_path: Path) -> None:
+    """As Hydra's config groups: the override order does not matter; shared keys stay."""
+    recipe = load_recipe(
+        quickstart, [f"data.source.path={tmp_path}", "data.source.kind=image_folder"]
+    )
+    assert recipe.data.source.model_dump() == {"kind": "image_folder", "path": tmp_path}
+    mobile = load_recipe(quickstart, ["model.name=mobilenet_v3_small"])
+    assert mobile.model.name == "mobilenet_v3_small" and mobile.model.width == 0.125
+
+
+def test_a_cross_field_error_names_the_fields_not_the_whole_section(quickstart: Path) -> None:
+    with pytest.raises(RecipeError) as error:
+        load_recipe(quickstart, ["train.epochs=1"])
+    message = str(error.value)
+    assert "warmup_epochs (1.0) must be smaller than train.epochs (1)" in message
+    assert "set train.schedule.warmup_epochs=0" in message and "'optimizer'" not in message

@@ -68,3 +68,7 @@ def main() -> None:
             raise
         typer.echo(f"error: {error}", err=True)
         sys.exit(2)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the run said how to resume
+        if _state["debug"]:
+            raise
+        sys.exit(130)

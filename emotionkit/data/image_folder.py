@@ -40,6 +40,11 @@ class ImageFolderSource(SourceSpec):
             raise DataError(f"data.source.path: {root / 'train'} has no class sub-folders.")
         return resolve_class_names(data.classes, found, str(root / "train"))
 
+    def check(self, data: DataSpec) -> None:
+        """The folder, its `train/` and class folders exist (nothing decoded)."""
+        super().check(data)
+        self.listed_class_names(data)
+
     def load(self, data: DataSpec, seed: int) -> LoadedData:
         """`ROOT/train/<class>/*` plus optional `ROOT/val/<class>/*` and `ROOT/test/<class>/*`."""
         root = Path(self.path)

@@ -10,8 +10,10 @@ Schema and the did-you-mean errors all read these registries.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from emotionkit.errors import DataError
 from emotionkit.registry import Registry
 from emotionkit.sections import RegisteredEntry, Section
 
@@ -37,6 +39,16 @@ class SourceSpec(Section):
             seed: the recipe seed, for sources that draw anything at random.
         """
         raise NotImplementedError
+
+    def check(self, data: DataSpec) -> None:
+        """Cheap checks before a run directory is made: the file or folder it reads exists.
+
+        Raises:
+            DataError: naming `data.source.path` and the missing path.
+        """
+        path = getattr(self, "path", None)
+        if path is not None and not Path(path).exists():
+            raise DataError(f"data.source.path: {path} not found.")
 
     def listed_class_names(self, data: DataSpec) -> list[str] | None:
         """The class names when known without decoding images, else None (then `load`)."""

@@ -286,7 +286,8 @@ class TrainSpec(Section):
         if warmup >= self.epochs:
             raise ValueError(
                 f"train.schedule.warmup_epochs ({warmup}) must be smaller than train.epochs "
-                f"({self.epochs})"
+                f"({self.epochs}): set train.schedule.warmup_epochs=0 (or below "
+                f"{self.epochs}), or raise train.epochs"
             )
         return self
 

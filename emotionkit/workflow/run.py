@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +33,41 @@ if TYPE_CHECKING:
 
 class TrainingFailedError(EmotionkitError):
     """Training stopped on a non-finite loss; the manifest says where."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """SIGTERM during a run, raised like Ctrl-C's KeyboardInterrupt."""
+
+
+@contextlib.contextmanager
+def _true_status(run_dir: Path, console: Console) -> Iterator[None]:
+    """Whatever stops the stages, the manifest says so: `interrupted` (Ctrl-C, SIGTERM)
+    with the command that resumes, or `failed` with the one-line cause."""
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        raise RunInterrupted("SIGTERM")
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, on_sigterm) if main_thread else None
+    try:
+        yield
+    except KeyboardInterrupt:
+        update_manifest(run_dir, status="interrupted")
+        console.print(
+            f"interrupted: resume with `emotionkit train --resume {run_dir}`",
+            highlight=False,
+            soft_wrap=True,  # one line: the command is copied whole
+        )
+        raise
+    except TrainingFailedError:
+        raise  # already `failed`, with the epoch and step
+    except Exception as error:
+        cause = str(error).splitlines()[0] if str(error) else type(error).__name__
+        update_manifest(run_dir, status="failed", error=cause)
+        raise
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 @dataclass
@@ -60,6 +99,7 @@ def train(
     console = console or Console()
     started = time.time()
     choice, distribution, plan = _start_runtime(recipe, console)
+    recipe.data.source.check(recipe.data)  # a missing folder stops before any run directory
     run_dir = create_run_dir(_writable_runs_dir(runs_dir, distribution), recipe.name)
     (run_dir / "recipe.yaml").write_text(recipe.to_yaml())
     update_manifest(
@@ -72,9 +112,10 @@ def train(
         devices=_device_names(),
         distribution=plan,
     )
-    metrics, export = _run_stages(
-        recipe, choice, (distribution, plan), run_dir, console, callbacks, resuming=False
-    )
+    with _true_status(run_dir, console):
+        metrics, export = _run_stages(
+            recipe, choice, (distribution, plan), run_dir, console, callbacks, resuming=False
+        )
     update_manifest(run_dir, status="completed", wall_seconds=round(time.time() - started, 1))
     return TrainResult(run_dir, metrics, export)
 
@@ -109,12 +150,14 @@ def resume(
         run_dir,
         status="running",
         failure=None,
+        error=None,
         resumed=int(manifest.get("resumed", 0)) + 1,
         distribution=plan,
     )
-    metrics, export = _run_stages(
-        recipe, choice, (distribution, plan), run_dir, console, callbacks, resuming=True
-    )
+    with _true_status(run_dir, console):
+        metrics, export = _run_stages(
+            recipe, choice, (distribution, plan), run_dir, console, callbacks, resuming=True
+        )
     wall = float(manifest.get("wall_seconds") or 0.0) + time.time() - started
     update_manifest(run_dir, status="completed", wall_seconds=round(wall, 1))
     return TrainResult(run_dir, metrics, export)

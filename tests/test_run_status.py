@@ -1,0 +1,43 @@
+"""Every run ends with a true status: bad data stops before a run directory exists, a run
+that fails says why."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from emotionkit.errors import DataError
+from emotionkit.recipe import load_recipe
+from tests.conftest import REPO, TINY_OVERRIDES
+from tests.test_cli import run_cli
+
+
+def test_a_missing_data_folder_exits_2_before_any_run_directory(tmp_path: Path) -> None:
+    result = run_cli(
+        "train", str(REPO / "recipes" / "quickstart.yaml"),
+        "data.source.kind=image_folder", "data.source.path=no_such_folder", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2 and "data.source.path: no_such_folder not found" in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_run_whose_data_fail_to_load_is_marked_failed_with_the_cause(tmp_path: Path) -> None:
+    from emotionkit.workflow import train
+
+    for name in ("happy", "sad"):
+        (tmp_path / "faces" / "train" / name).mkdir(parents=True)
+    (tmp_path / "faces" / "train" / "happy" / "broken.png").write_bytes(b"not a png")
+    overrides = [
+        *TINY_OVERRIDES,
+        f"data.source={{kind: image_folder, path: {tmp_path / 'faces'}}}",
+        "data.on_error=skip",
+    ]
+    recipe = load_recipe(REPO / "recipes" / "quickstart.yaml", overrides)
+    with pytest.raises(DataError):
+        train(recipe, runs_dir=tmp_path / "runs")
+    (run_dir,) = (tmp_path / "runs" / recipe.name).iterdir()
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "failed"
+    assert "holds no images" in manifest["error"] or "no readable train images" in manifest["error"]
