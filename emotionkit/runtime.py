@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from emotionkit.errors import EmotionkitError
-from emotionkit.installed import backend_installed
+from emotionkit.installed import backend_installed, tensorflow_available
 from emotionkit.sections import Section
 
 if TYPE_CHECKING:
@@ -258,6 +259,38 @@ def activate_backend(backend: str) -> None:
         return
     os.environ["KERAS_BACKEND"] = backend
     apply_tensorflow_workarounds()
+    import_tensorflow_quietly()
+
+
+VERBOSE_ENV = "EMOTIONKIT_VERBOSE"
+"""Set (by `emotionkit --verbose`) to see the frameworks' native logs and warnings."""
+
+
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow with its native start-up chatter silenced (unless verbose).
+
+    TensorFlow 2.21 writes absl lines (`I0000 ... oneDNN custom operations are on`, `Could not
+    find cuda drivers`) to the process's stderr before `TF_CPP_MIN_LOG_LEVEL` applies, so the
+    file descriptor itself is pointed at /dev/null for the import. Python exceptions are not
+    affected: a failing import still raises.
+    """
+    if "tensorflow" in sys.modules or os.environ.get(VERBOSE_ENV) or not tensorflow_available():
+        return
+    with _native_stderr_silenced():
+        import tensorflow  # noqa: F401
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def apply_tensorflow_workarounds() -> None:

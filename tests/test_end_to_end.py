@@ -127,6 +127,10 @@ def test_cli_train_prints_run_dir_last(tmp_path: Path) -> None:
     # job is to show that the same recipe and --runs-dir never reuse a run directory.
     first, second = run_cli_concurrently(args, args)
     assert first.returncode == 0, first.stderr[-2000:]
+    # Quiet by default: no native framework log lines, no third-party Python warnings.
+    output = (first.stdout + first.stderr).splitlines()
+    assert not [line for line in output if line[:5] in ("I0000", "W0000", "E0000")]
+    assert not [line for line in output if "Warning" in line or "WARNING" in line]
     run_dir = Path(first.stdout.strip().splitlines()[-1])
     assert run_dir.parent == tmp_path / "quickstart"
     assert (run_dir / "checkpoints" / "best.keras").is_file()

@@ -13,12 +13,15 @@ the order `emotionkit --help` lists them.
 
 from __future__ import annotations
 
+import os
 import sys
+import warnings
 
 import typer
 
 from emotionkit.cli import evaluate_commands, inspect_commands, predict_commands, run_commands
 from emotionkit.errors import EmotionkitError
+from emotionkit.runtime import VERBOSE_ENV
 
 app = typer.Typer(
     help="Train, evaluate and ship facial-expression classifiers (Keras 3, JAX or TensorFlow).",
@@ -55,8 +58,18 @@ _state = {"debug": False}
 @app.callback()
 def _main_options(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks for input errors."),
+    verbose: bool = typer.Option(
+        False, "--verbose", help="Show the frameworks' native logs and third-party warnings."
+    ),
 ) -> None:
     _state["debug"] = debug
+    if verbose:
+        os.environ[VERBOSE_ENV] = "1"
+        return
+    # Quiet by default: third-party deprecation notes (tf2onnx's np.object FutureWarning...)
+    # are not the user's to act on; child processes (the ONNX export) inherit the setting.
+    warnings.filterwarnings("ignore", module=r"^(?!emotionkit)")
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
 
 
 def main() -> None:
