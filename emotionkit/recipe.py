@@ -65,11 +65,39 @@ class Recipe(Section):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
+PACKAGED_RECIPES = Path(__file__).parent / "recipes"
+"""The recipes that ship in the package (`emotionkit recipe list`); the repository's
+`recipes/` is a link to this folder."""
+
+
+def packaged_recipes() -> dict[str, Path]:
+    """Name (file stem) -> path of every packaged recipe, sorted by name."""
+    return {path.stem: path for path in sorted(PACKAGED_RECIPES.glob("*.yaml"))}
+
+
+def resolve_recipe(name_or_path: str | Path) -> Path:
+    """A recipe file: the path when it exists, else the packaged recipe of that name.
+
+    Raises:
+        RecipeError: neither a file nor a packaged name; lists the packaged names.
+    """
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    packaged = packaged_recipes()
+    if str(name_or_path) in packaged:
+        return packaged[str(name_or_path)]
+    raise RecipeError(
+        f"Recipe file not found: {name_or_path} (nor a packaged recipe: "
+        f"{', '.join(packaged)}; `emotionkit recipe list`)."
+    )
+
+
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     """Read a YAML recipe, apply dotted `key=value` overrides and validate it.
 
     Args:
-        path: the recipe file.
+        path: the recipe file, or the name of a packaged recipe (`quickstart`).
         overrides: e.g. `["train.epochs=3", "data.augment=[]"]`; values are parsed as YAML.
 
     Returns:
@@ -79,7 +107,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
         RecipeError: a missing/unparsable file, a bad override or a field that does not
             validate; the message names the dotted key.
     """
-    path = Path(path)
+    path = resolve_recipe(path)
     raw = _read_yaml(path)
     # A section's kind or name switches first, so that `data.source.path=X` given before
     # `data.source.kind=image_folder` is not dropped with the old kind's keys.

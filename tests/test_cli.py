@@ -101,3 +101,20 @@ def test_python_dash_m_entry_point() -> None:
         [sys.executable, "-m", "emotionkit", "--help"], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0 and "train" in result.stdout
+
+
+def test_packaged_recipes_list_resolve_by_name_and_copy(tmp_path: Path) -> None:
+    listing = run_cli("recipe", "list")
+    assert listing.returncode == 0 and listing.stdout.split()[0] == "fer2013_cpu"
+    assert "quickstart" in listing.stdout
+    shown = run_cli("recipe", "show", "quickstart", "train.epochs=2", cwd=tmp_path)
+    assert shown.returncode == 0 and "name: quickstart" in shown.stdout
+    copied = run_cli("recipe", "copy", "quickstart", cwd=tmp_path)
+    assert copied.returncode == 0
+    assert (tmp_path / "quickstart.yaml").read_text() == (
+        Path(__file__).parents[1] / "emotionkit" / "recipes" / "quickstart.yaml"
+    ).read_text()
+    again = run_cli("recipe", "copy", "quickstart", cwd=tmp_path)
+    assert again.returncode == 2 and "nothing was overwritten" in again.stderr
+    missing = run_cli("recipe", "show", "quickstrat", cwd=tmp_path)
+    assert missing.returncode == 2 and "quickstart" in missing.stderr

@@ -29,7 +29,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-recipe_app = typer.Typer(help="Inspect recipes.", no_args_is_help=True)
+recipe_app = typer.Typer(help="List, copy and inspect recipes.", no_args_is_help=True)
 app.add_typer(recipe_app, name="recipe")
 model_app = typer.Typer(help="Inspect models.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
@@ -46,6 +46,8 @@ app.command()(evaluate_commands.compare)
 app.command()(evaluate_commands.explain)
 app.command()(predict_commands.predict)
 app.command()(predict_commands.serve)
+recipe_app.command("list")(inspect_commands.recipe_list)
+recipe_app.command("copy")(inspect_commands.recipe_copy)
 recipe_app.command("show")(inspect_commands.recipe_show)
 recipe_app.command("schema")(inspect_commands.recipe_schema)
 model_app.command("summary")(inspect_commands.model_summary)

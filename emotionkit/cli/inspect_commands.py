@@ -8,12 +8,37 @@ from pathlib import Path
 import typer
 
 from emotionkit.cli.arguments import OVERRIDES_ARG, RECIPE_ARG
-from emotionkit.recipe import load_recipe, recipe_json_schema
+from emotionkit.errors import RecipeError
+from emotionkit.recipe import load_recipe, packaged_recipes, recipe_json_schema
 
 
 def recipe_show(recipe: Path = RECIPE_ARG, overrides: list[str] | None = OVERRIDES_ARG) -> None:
     """Print the resolved recipe (defaults and overrides applied) as YAML."""
     typer.echo(load_recipe(recipe, overrides).to_yaml(), nl=False)
+
+
+def recipe_list() -> None:
+    """The packaged recipes: name and what each is for (its first comment line)."""
+    for name, path in packaged_recipes().items():
+        first = path.read_text().splitlines()[0].lstrip("# ").strip()
+        typer.echo(f"{name:<20} {first}")
+
+
+def recipe_copy(
+    name: str = typer.Argument(..., help="A packaged recipe (`emotionkit recipe list`)."),
+    dest: Path | None = typer.Argument(None, help="Where to write it (default: NAME.yaml)."),
+) -> None:
+    """Copy a packaged recipe to start your own (an existing file is never overwritten)."""
+    packaged = packaged_recipes()
+    if name not in packaged:
+        raise RecipeError(f"No packaged recipe {name!r}: {', '.join(packaged)}.")
+    target = dest or Path(f"{name}.yaml")
+    if target.is_dir():
+        target = target / f"{name}.yaml"
+    if target.exists():
+        raise RecipeError(f"{target} exists: choose another DEST (nothing was overwritten).")
+    target.write_text(packaged[name].read_text())
+    typer.echo(str(target))
 
 
 def recipe_schema() -> None:
