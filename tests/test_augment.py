@@ -178,7 +178,7 @@ def test_same_seed_gives_the_same_batches_in_a_fresh_dataset() -> None:
         ({"blur": {"kernel_size": 4}}, r"\.blur\.kernel_size` = 4: must be odd"),
         ({"randaugment": {"factor": 2.0}}, r"\.randaugment\.factor` = 2\.0"),
         ({"contrast": {"factor": "x"}}, r"\.contrast\.factor` = 'x'"),
-        ({"flip": {}, "rotate": {}}, r"` = .*must be one `\{name: \{params\}\}` mapping"),
+        ({"flip": {}, "rotate": {}}, r"`: must be one `\{name: \{params\}\}` mapping"),
     ],
 )
 def test_bad_ops_raise_recipe_errors_naming_the_entry(op: dict[str, Any], message: str) -> None:
