@@ -88,3 +88,35 @@ def update_manifest(run_dir: Path, **fields: Any) -> dict[str, Any]:
     manifest.update(fields)
     write_json(path, manifest)
     return manifest
+
+
+RESUMABLE = ("running", "interrupted", "failed")
+"""Statuses `train --resume` continues (`running` with no process left: killed)."""
+
+
+def list_runs(root: Path) -> list[dict[str, Any]]:
+    """Every run directory under `root` (`<name>/<timestamp>/manifest.json`), newest first.
+
+    Each: `path`, `name`, `status`, `monitor` and its best `value` (from metrics.json, when
+    the run got that far), `error`, and `resume`: the command that continues it, or None.
+    """
+    runs = []
+    for manifest_path in Path(root).glob("*/*/manifest.json"):
+        run_dir = manifest_path.parent
+        manifest = json.loads(manifest_path.read_text())
+        metrics_path = run_dir / "metrics.json"
+        metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+        monitor = metrics.get("monitor", "")
+        status = str(manifest.get("status", "unknown"))
+        runs.append(
+            {
+                "path": str(run_dir),
+                "name": run_dir.parent.name,
+                "status": status,
+                "monitor": monitor,
+                "value": metrics.get("val", {}).get(monitor.removeprefix("val_")),
+                "error": manifest.get("error"),
+                "resume": f"emotionkit train --resume {run_dir}" if status in RESUMABLE else None,
+            }
+        )
+    return sorted(runs, key=lambda run: run["path"].rsplit("/", 1)[-1], reverse=True)

@@ -37,6 +37,8 @@ data_app = typer.Typer(help="Inspect data sources.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 models_app = typer.Typer(help="Models bundled with emotionkit.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+runs_app = typer.Typer(help="Run directories: status and how to resume.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
 
 app.command()(run_commands.train)
 app.command()(run_commands.export)
@@ -53,6 +55,7 @@ recipe_app.command("schema")(inspect_commands.recipe_schema)
 model_app.command("summary")(inspect_commands.model_summary)
 data_app.command("inspect")(inspect_commands.data_inspect)
 models_app.command("list")(predict_commands.models_list)
+runs_app.command("list")(run_commands.runs_list)
 
 _state = {"debug": False}
 

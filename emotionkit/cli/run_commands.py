@@ -69,3 +69,31 @@ def export(
     if not report:
         raise EmotionkitError(f"{run_dir}/recipe.yaml lists no export.formats; nothing to do.")
     typer.echo(json.dumps({name: c["max_abs_diff"] for name, c in report["checks"].items()}))
+
+
+def runs_list(
+    root: Path = typer.Argument(Path("runs"), help="The runs folder (`--runs-dir` of train)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the list as JSON."),
+) -> None:
+    """Each run's status, best validation score and, if it stopped early, how to resume it."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from emotionkit.runs import list_runs
+
+    runs = list_runs(root)
+    if as_json:
+        typer.echo(json.dumps(runs, indent=2))
+        return
+    table = Table(title=f"runs in {root}")
+    for column in ("run", "status", "best", "resume / cause"):
+        table.add_column(column, overflow="fold")
+    for run in runs:
+        best = f"{run['monitor']} {run['value']:.4f}" if run["value"] is not None else ""
+        hint = run["resume"] or ""
+        if run["error"]:
+            hint = f"{run['error']}; {hint}" if hint else run["error"]
+        table.add_row(run["path"], run["status"], best, hint)
+    Console(soft_wrap=True).print(table)
