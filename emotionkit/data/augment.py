@@ -64,16 +64,17 @@ def parse_augment_ops(ops: Sequence[AugmentOp | dict[str, Any]]) -> list[Augment
 
 def _chain(ops: list[AugmentOp], fns: ArrayFns, seed: int) -> StepAugment:
     """The ops in order; host-only ops (stateful Keras layers) are built here, once."""
-    host_ops = [op.host_op(seed + index) for index, op in enumerate(ops)]
+    # An op with p: 0 is switched off in the recipe: nothing is built, traced or run.
+    active = [(index, op) for index, op in enumerate(ops) if getattr(op, "p", 1.0) != 0.0]
+    host_ops = {index: op.host_op(seed + index) for index, op in active}
     base = fns.key(seed)
 
     def augment(images: Any, targets: Any, step: Any = 0) -> tuple[Any, Any]:
         images = fns.np.asarray(images, dtype="float32")
-        for index, (op, host_op) in enumerate(zip(ops, host_ops, strict=True)):
+        for index, op in active:
+            host_op = host_ops[index]
             if host_op is not None:
                 images, targets = host_op(images, targets)
-                continue
-            if getattr(op, "p", 1.0) == 0.0:  # switched off in the recipe
                 continue
             key = fns.fold(fns.fold(base, index), step)
             images, targets = op.apply(fns, images, targets, key)
