@@ -20,9 +20,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from emotionkit.data.registry import SOURCES
 from emotionkit.data.spec import DataSpec
 from emotionkit.errors import RecipeError
 from emotionkit.export_spec import ExportSpec
@@ -203,5 +202,18 @@ def _switch_choice(section: dict[str, Any], registry: Any, name: Any) -> None:
         del section[key]
 
 
-_PICKERS: dict[str, Any] = {"model.name": MODELS, "data.source.kind": SOURCES}
+def _registry_pickers(section: type[BaseModel], prefix: str = "") -> dict[str, Any]:
+    """`dotted.key` -> registry of every field a registry picks by (`model.name`,
+    `data.source.kind`), read from the sections' `PickedBy` markers."""
+    pickers: dict[str, Any] = {}
+    for name, field in section.model_fields.items():
+        for marker in field.metadata:
+            if isinstance(marker, PickedBy):
+                pickers[f"{prefix}{name}.{marker.key}"] = marker.registry
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            pickers.update(_registry_pickers(field.annotation, f"{prefix}{name}."))
+    return pickers
+
+
+_PICKERS = _registry_pickers(Recipe)
 """Overrides that switch a registry-picked section to another choice."""

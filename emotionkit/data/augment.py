@@ -83,6 +83,14 @@ def _chain(ops: list[AugmentOp], fns: ArrayFns, seed: int) -> StepAugment:
     return augment
 
 
+def host_needs_tensorflow() -> RecipeError:
+    """The error for host augmentation where `tf.data` is not installed."""
+    return RecipeError(
+        "data.augment_on=host needs TensorFlow (tf.data), which is not installed here: "
+        "set data.augment_on: device (or auto), or install tensorflow."
+    )
+
+
 def augment_placement(
     requested: str, accelerator: bool, tensorflow: bool = True
 ) -> tuple[str, str]:
@@ -92,10 +100,7 @@ def augment_placement(
         RecipeError: `host` where TensorFlow (`tf.data`) is not installed.
     """
     if requested == "host" and not tensorflow:
-        raise RecipeError(
-            "data.augment_on=host needs TensorFlow (tf.data), which is not installed here: "
-            "set data.augment_on: device (or auto), or install tensorflow."
-        )
+        raise host_needs_tensorflow()
     if requested != "auto":
         return requested, "set in the recipe (data.augment_on)"
     if not tensorflow:

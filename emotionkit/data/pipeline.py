@@ -14,7 +14,6 @@ import numpy as np
 from emotionkit.data.registry import AugmentOp
 from emotionkit.data.spec import DataSpec
 from emotionkit.data.types import SplitData
-from emotionkit.errors import RecipeError
 
 
 def build_dataset(
@@ -93,10 +92,9 @@ def _array_dataset(
     if not training:
         return array_batches.evaluation_batches(split, num_classes, batch_size)
     if augment:
-        raise RecipeError(
-            "data.augment_on=host needs TensorFlow (tf.data), which is not installed here: "
-            "set data.augment_on: device (or auto), or install tensorflow."
-        )
+        from emotionkit.data.augment import host_needs_tensorflow
+
+        raise host_needs_tensorflow()
     seeds = [epoch_seed(seed, epoch) for epoch in epochs]
     return array_batches.training_stream(split, num_classes, batch_size, seeds, class_sampling)
 
