@@ -84,7 +84,7 @@ def test_rgb_stem_into_grayscale_model_skips_the_stem(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("filename", "message"),
-    [("absent.keras", "file not found"), ("weights.npz", "neither")],
+    [("absent.keras", "file not found"), ("weights.npz", "is not a")],
 )
 def test_bad_paths_name_the_recipe_key(tmp_path: Path, filename: str, message: str) -> None:
     path = tmp_path / filename

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from emotionkit.data.class_map import apply_class_map, check_class_map
 from emotionkit.data.spec import DataSpec
 from emotionkit.data.splits import apply_split_file, carve_validation, fingerprint
 from emotionkit.data.types import LoadedData
@@ -22,7 +23,7 @@ def load_data(spec: DataSpec, seed: int, split_file: Path | None = None) -> Load
         split_file: a run's `split.json`; when given, train/val take exactly the images it
             lists, so a resumed or re-evaluated run sees the same split as the original.
     """
-    data = load_source(spec, seed)
+    data = apply_class_map(load_source(spec, seed), spec.class_map)
     if split_file is not None:  # the saved ids decide; no need to carve (and hash) again
         data.splits = apply_split_file(data.splits, split_file)
     elif "val" not in data.splits:
@@ -30,6 +31,16 @@ def load_data(spec: DataSpec, seed: int, split_file: Path | None = None) -> Load
         data.splits = {**data.splits, **carved}
     data.fingerprint = fingerprint(data)
     return data
+
+
+def check_source(spec: DataSpec) -> None:
+    """Cheap checks before a run directory is made: the source's files, then the names
+    `data.class_map` uses where the class names are known without decoding.
+    """
+    spec.source.check(spec)
+    listed = spec.source.listed_class_names(spec)
+    if spec.class_map is not None and listed is not None:
+        check_class_map(spec.class_map, listed)
 
 
 def load_source(spec: DataSpec, seed: int) -> LoadedData:
@@ -42,7 +53,12 @@ def list_class_names(spec: DataSpec) -> list[str]:
 
     Folder sources list their class folders; synthetic data has the FER names; the other
     sources take `data.classes`, or the soft-label class columns, or else are read (npz,
-    tfds and fer2013_csv name their classes in the data itself).
+    tfds and fer2013_csv name their classes in the data itself). With `data.class_map`,
+    the map's classes (checked against the source's).
     """
     listed = spec.source.listed_class_names(spec)
-    return listed if listed is not None else load_source(spec, seed=0).class_names
+    source_classes = listed if listed is not None else load_source(spec, seed=0).class_names
+    if spec.class_map is None:
+        return source_classes
+    check_class_map(spec.class_map, source_classes)
+    return list(spec.class_map)

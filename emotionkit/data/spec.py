@@ -48,6 +48,13 @@ class DataSpec(Section):
         "(`image_folder`), FER2013's names sorted (`fer2013_csv`), the file's `class_names` "
         "(`npz`), the dataset's label names (`tfds`).",
     )
+    class_map: dict[str, list[str]] | None = Field(
+        None,
+        description="Train on classes made of the source's, in the map's order: "
+        "`{positive: [happy, surprise], negative: [angry, disgust, fear, sad]}` merges, "
+        "`{happy: [happy], sad: [sad]}` keeps a subset, `{joy: [happy]}` renames. Images of "
+        "classes the map leaves out are dropped and counted in manifest.json.",
+    )
     pixel_mean: float | None = Field(
         None,
         ge=0.0,
@@ -106,6 +113,20 @@ class DataSpec(Section):
         "when a GPU is visible, `host` on CPU-only machines (measured faster there, see "
         "docs/benchmarks.md).",
     )
+
+    @model_validator(mode="after")
+    def _class_map_partitions(self) -> DataSpec:
+        seen: dict[str, str] = {}
+        for new_class, members in (self.class_map or {}).items():
+            if not members:
+                raise ValueError(f"data.class_map.{new_class} lists no source class")
+            for name in members:
+                if name in seen:
+                    raise ValueError(
+                        f"data.class_map: {name!r} is in both {seen[name]!r} and {new_class!r}"
+                    )
+                seen[name] = new_class
+        return self
 
     @model_validator(mode="after")
     def _device_ops_compile(self) -> DataSpec:

@@ -19,12 +19,13 @@ from emotionkit.models.layer_names import STEM_PREFIX
 STEM_PATTERNS = [f"{STEM_PREFIX}*"]
 
 
-def freeze_layers(model: Any, freeze: str | list[str]) -> list[str]:
+def freeze_layers(model: Any, freeze: str | list[str], batchnorm: bool = False) -> list[str]:
     """Set `trainable = False` on the layers that `model.freeze` selects.
 
     Args:
         model: a model from `build_model`.
         freeze: `none`, `backbone`, `stem` or a list of layer-name glob patterns.
+        batchnorm: also every BatchNormalization layer (`model.freeze_batchnorm`).
 
     Returns:
         Names of the frozen layers that hold weights (what the manifest records).
@@ -32,31 +33,48 @@ def freeze_layers(model: Any, freeze: str | list[str]) -> list[str]:
     Raises:
         ModelError: a pattern that matches no layer (most likely a typo).
     """
-    if freeze == "none":
-        return []
-    names = [layer.name for layer in model.layers]
-    if freeze == "backbone":
-        selected = [name for name in names if name not in HEAD_LAYERS]
-    else:
-        patterns = STEM_PATTERNS if freeze == "stem" else list(freeze)
-        selected = []
-        for pattern in patterns:
-            matches = fnmatch.filter(names, pattern)
-            if not matches:
-                raise ModelError(
-                    f"model.freeze: pattern {pattern!r} matches no layer; layer names look "
-                    f"like {', '.join(names[1:6])}, ... (see `emotionkit model summary`)."
-                )
-            selected.extend(name for name in matches if name not in selected)
+    selected = _selected_layers(model, freeze)
+    if batchnorm:
+        selected += [name for name in _batchnorm_layers(model) if name not in selected]
     for name in selected:
         model.get_layer(name).trainable = False
     return [name for name in selected if model.get_layer(name).weights]
 
 
-def unfreeze_all(model: Any) -> None:
-    """Make every layer trainable again (phase 2 of two-stage fine-tuning)."""
+def _selected_layers(model: Any, freeze: str | list[str]) -> list[str]:
+    names = [layer.name for layer in model.layers]
+    if freeze == "none":
+        return []
+    if freeze == "backbone":
+        return [name for name in names if name not in HEAD_LAYERS]
+    selected: list[str] = []
+    for pattern in STEM_PATTERNS if freeze == "stem" else list(freeze):
+        matches = fnmatch.filter(names, pattern)
+        if not matches:
+            raise ModelError(
+                f"model.freeze: pattern {pattern!r} matches no layer; layer names look "
+                f"like {', '.join(names[1:6])}, ... (see `emotionkit model summary`)."
+            )
+        selected.extend(name for name in matches if name not in selected)
+    return selected
+
+
+def unfreeze_all(model: Any, keep_batchnorm: bool = False) -> None:
+    """Make every layer trainable again (phase 2 of two-stage fine-tuning).
+
+    With `keep_batchnorm` (`model.freeze_batchnorm`) the BatchNorm layers stay frozen.
+    """
+    keep = set(_batchnorm_layers(model)) if keep_batchnorm else set()
     for layer in model.layers:
-        layer.trainable = True
+        layer.trainable = layer.name not in keep
+
+
+def _batchnorm_layers(model: Any) -> list[str]:
+    import keras
+
+    return [
+        layer.name for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)
+    ]
 
 
 def embedding_model(model: Any) -> Any:

@@ -7,6 +7,10 @@ is matched by name and by the shapes of its variables; what fits is loaded, what
 listed in a report that the workflow saves in `manifest.json` under `pretrained`.
 
 File kinds:
+- a bundled model's name (`emotionkit models list`, e.g. `fer2013-cpu`) or an `.onnx` file
+  exported by emotionkit: read by `onnx_weights` (BatchNorm folded into the convolutions, so
+  the model needs `model.freeze_batchnorm`). Its class names are known, so the head keeps
+  the pretrained row of every class the new class list shares with it, by name.
 - `.keras`: the saved model is rebuilt (stock layers only) and layers are matched by name.
 - `.weights.h5`: Keras 3 stores no layer names in it, only `layers/<class>_<n>` keys (n-th
   layer of that class in `model.layers`). Layers are matched by that key and by shape, so the
@@ -22,19 +26,25 @@ from typing import Any
 
 import numpy as np
 
+from emotionkit.bundled import BUNDLED_FILES, bundled_model_path
 from emotionkit.errors import ModelError
+from emotionkit.models import onnx_weights
+from emotionkit.models.layer_names import LOGITS
 
 Store = dict[str, np.ndarray]
 
 
 def resolve_weights_path(path: Path) -> Path:
-    """A weights file, or a KerasCV/Keras-Hub preset name found in a local download cache.
+    """A weights file, a bundled model's name, or a KerasCV/Keras-Hub preset name found in a
+    local download cache.
 
     A preset is accepted only when its files are already on disk (Kaggle's cache, where
     `from_preset` puts them: `$KAGGLEHUB_CACHE` or `~/.cache/kagglehub`); nothing is fetched.
     """
     if path.is_file():
         return path
+    if str(path) in BUNDLED_FILES:
+        return bundled_model_path(str(path))
     if path.suffix or len(path.parts) != 1:
         raise ModelError(f"model.weights: file not found: {path}")
     cached = find_cached_preset(str(path))
@@ -60,18 +70,24 @@ def find_cached_preset(name: str) -> Path | None:
     return candidates[-1] if candidates else None
 
 
-def load_pretrained_weights(model: Any, path: str | Path, strict: bool = False) -> dict[str, Any]:
+def load_pretrained_weights(
+    model: Any, path: str | Path, strict: bool = False, class_names: list[str] | None = None
+) -> dict[str, Any]:
     """Copy every variable of `path` whose layer and shape match into `model`.
 
     Args:
         model: the freshly built model (modified in place).
-        path: a `.keras` or `.weights.h5` file (the recipe's `model.weights`).
+        path: a `.keras`, `.weights.h5` or emotionkit `.onnx` file, or a bundled model's
+            name (the recipe's `model.weights`).
         strict: raise instead of skipping when any layer does not match.
+        class_names: the model's classes; with a file that names its own (ONNX), the head
+            rows are matched by class name, so a subset or reordering keeps them.
 
     Returns:
         A report: `path`, `loaded` (layer names), `skipped` (layer, expected and found
         shapes), `missing` (model layers with weights absent from the file) and `unused`
-        (file entries no model layer took).
+        (file entries no model layer took); from an ONNX file also `head_classes` (the
+        classes whose head row came from the file) and `folded_batchnorm: true`.
 
     Raises:
         ModelError: the file is missing or unreadable, or `strict` and something mismatched.
@@ -82,16 +98,26 @@ def load_pretrained_weights(model: Any, path: str | Path, strict: bool = False) 
         [{'layer': 'logits', 'expected': [[512, 7], [7]], 'found': [[512, 8], [8]]}]
     """
     path = resolve_weights_path(Path(path))
-    if path.name.endswith(".keras"):
+    extra: dict[str, Any] = {}
+    if path.suffix == ".onnx":
+        source, metadata = onnx_weights.stores_from_onnx(path)
+        by_layer = {layer.name: layer.name for layer in model.layers}
+        source_classes = onnx_weights.class_names_of(metadata)
+        if class_names and source_classes and LOGITS in source:
+            source[LOGITS], taken = onnx_weights.select_head_rows(
+                source[LOGITS], source_classes, class_names, _own_store(model.get_layer(LOGITS))
+            )
+            extra = {"head_classes": taken}
+        extra["folded_batchnorm"] = True
+    elif path.name.endswith(".keras"):
         source = _stores_from_keras_file(path)
         by_layer = {layer.name: layer.name for layer in model.layers}
     elif path.name.endswith(".weights.h5"):
         source = _stores_from_weights_file(path)
         by_layer = weights_file_keys(model)
     else:
-        raise ModelError(f"model.weights: {path} is neither a `.keras` nor a `.weights.h5` file.")
-    report = _copy_matching(model, source, by_layer)
-    report["path"] = str(path)
+        raise ModelError(f"model.weights: {path} is not a `.keras`, `.weights.h5` or `.onnx` file.")
+    report = {**_copy_matching(model, source, by_layer), **extra, "path": str(path)}
     mismatched = report["skipped"] or report["missing"] or report["unused"]
     if strict and mismatched:
         raise ModelError(

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from emotionkit.registry import Registry
 from emotionkit.sections import Section
@@ -36,11 +36,14 @@ class ModelSpec(Section):
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout before the head.")
     weights: Path | None = Field(
         None,
-        description="Local `.keras` or `.weights.h5` file to initialise from. Layers are "
-        "matched by name (`.keras`) or by Keras' per-class position (`.weights.h5`, which "
-        "stores no layer names) and by shape; mismatched layers (e.g. a head with another "
-        "class count) keep their fresh initialisation and are listed in manifest.json "
-        "under `pretrained`.",
+        description="What to initialise from: a bundled model's name (`fer2013-cpu`: see "
+        "`emotionkit models list`), an `.onnx` file exported by emotionkit, or a local "
+        "`.keras` or `.weights.h5` file. Layers are matched by name (`.keras`, `.onnx`) or "
+        "by Keras' per-class position (`.weights.h5`, which stores no layer names) and by "
+        "shape; mismatched layers (e.g. a head with another class count) keep their fresh "
+        "initialisation and are listed in manifest.json under `pretrained`. From a bundled "
+        "or ONNX model the head keeps the rows of the classes it shares by name, and the "
+        "model's input normalisation is kept unless `data.pixel_mean` is set.",
     )
     weights_strict: bool = Field(
         False,
@@ -55,6 +58,23 @@ class ModelSpec(Section):
         "`train.unfreeze_at_epoch`.",
     )
 
+    freeze_batchnorm: bool = Field(
+        False,
+        description="Keep every BatchNorm layer in inference mode (its statistics fixed) "
+        "for the whole run, also after `train.unfreeze_at_epoch`. Needed with bundled or "
+        "ONNX weights, whose BatchNorm statistics were folded into the convolutions; also "
+        "steadier when fine-tuning on a few hundred images.",
+    )
+
+    @model_validator(mode="after")
+    def _onnx_weights_keep_batchnorm(self) -> ModelSpec:
+        if self.weights is not None and _is_folded(self.weights) and not self.freeze_batchnorm:
+            raise ValueError(
+                f"model.weights {str(self.weights)!r} has its BatchNorm folded into the "
+                "convolutions (an ONNX export): set model.freeze_batchnorm: true"
+            )
+        return self
+
     def features(self, x: Any, channels: int) -> Any:
         """The backbone on the normalised input `x`: the last spatial feature map.
 
@@ -67,6 +87,13 @@ class ModelSpec(Section):
     def model_name(self) -> str:
         """The `keras.Model`'s name (shown in summaries and exports)."""
         return self.name
+
+
+def _is_folded(weights: Path) -> bool:
+    """An ONNX export or a bundled model (which are ONNX files): BatchNorm folded away."""
+    from emotionkit.bundled import BUNDLED_FILES
+
+    return weights.suffix == ".onnx" or str(weights) in BUNDLED_FILES
 
 
 MODELS: Registry[type[ModelSpec]] = Registry("model", "model.name")

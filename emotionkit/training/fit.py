@@ -197,6 +197,7 @@ def fit_model(
     extra_callbacks: list[Any] | None = None,
     resume_state: dict[str, Any] | None = None,
     class_names: list[str] | None = None,
+    freeze_batchnorm: bool = False,
 ) -> FitResult:
     """Run `keras.Model.fit`, writing checkpoints, resume backups and history.csv to `run_dir`.
 
@@ -247,7 +248,7 @@ def fit_model(
             frozen = {
                 v.path for layer in model.layers if not layer.trainable for v in layer.weights
             }
-            unfreeze_all(model)
+            unfreeze_all(model, keep_batchnorm=freeze_batchnorm)
             compile_model(
                 model, spec, steps_per_epoch, jit_compile, initial_epoch=first,
                 scaled_variables=frozen, lr_scale=spec.backbone_lr_scale,

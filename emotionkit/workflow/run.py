@@ -20,6 +20,7 @@ from emotionkit.recipe import Recipe
 from emotionkit.runs import create_run_dir, git_commit, package_versions, update_manifest
 from emotionkit.runtime import RuntimeChoice, configure_frameworks, resolve_runtime
 from emotionkit.workflow.stages import (
+    check_inputs,
     describe_best,
     evaluate_best,
     model_to_train,
@@ -99,7 +100,7 @@ def train(
     console = console or Console()
     started = time.time()
     choice, distribution, plan = _start_runtime(recipe, console)
-    recipe.data.source.check(recipe.data)  # a missing folder stops before any run directory
+    check_inputs(recipe)  # a missing folder or weights file stops before any run directory
     run_dir = create_run_dir(_writable_runs_dir(runs_dir, distribution), recipe.name)
     (run_dir / "recipe.yaml").write_text(recipe.to_yaml())
     update_manifest(
@@ -232,6 +233,7 @@ def _run_stages(
             if balance and balance["weights"] else None,
             console=console, jit_compile=choice.jit_compile, extra_callbacks=callbacks,
             resume_state=resume_state, class_names=data.class_names,
+            freeze_batchnorm=recipe.model.freeze_batchnorm,
         )  # fmt: skip
     if result.failure is not None:
         update_manifest(run_dir, status="failed", failure=result.failure)

@@ -24,6 +24,20 @@ if TYPE_CHECKING:
     from emotionkit.data import LoadedData
 
 
+def check_inputs(recipe: Recipe) -> None:
+    """What can be checked before a run directory exists: the data source and the weights.
+
+    Raises:
+        DataError, ModelError: naming the recipe field and the missing path or class.
+    """
+    from emotionkit.data.sources import check_source
+    from emotionkit.models.pretrained import resolve_weights_path
+
+    check_source(recipe.data)
+    if recipe.model.weights is not None:
+        resolve_weights_path(recipe.model.weights)
+
+
 @dataclass
 class PreparedData:
     """The loaded splits and what the model and the sampler take from the train split."""
@@ -43,16 +57,14 @@ def prepare_data(
     `labels_mapping.json`, `split.json` and (when images were skipped) `data_errors.json`.
     """
     from emotionkit.data import load_data
-    from emotionkit.data.pipeline import balance_table, pixel_mean_std
+    from emotionkit.data.pipeline import balance_table
     from emotionkit.data.splits import split_record
 
     spec = recipe.data
     split_file = run_dir / "split.json"
     data = load_data(spec, recipe.seed, split_file=split_file if resuming else None)
     train_split = data.splits["train"]
-    mean, std = pixel_mean_std(train_split.images)
-    mean = spec.pixel_mean if spec.pixel_mean is not None else mean
-    std = spec.pixel_std if spec.pixel_std is not None else std
+    mean, std = input_normalisation(recipe, train_split.images)
     balance = balance_table(spec, train_split.class_counts(data.num_classes))
     update_manifest(
         run_dir,
@@ -70,6 +82,26 @@ def prepare_data(
     if balance is not None:
         console.print(_describe_balance(balance, data.class_names), highlight=False)
     return PreparedData(data, mean, std, balance)
+
+
+def input_normalisation(recipe: Recipe, train_images: Any) -> tuple[float, float]:
+    """`data.pixel_mean`/`pixel_std` when set, else a pretrained ONNX model's, else train's.
+
+    A model fine-tuned from a bundled or ONNX model keeps the normalisation it was trained
+    with, as timm and keras-hub presets carry theirs.
+    """
+    from emotionkit.data.pipeline import pixel_mean_std
+    from emotionkit.models.onnx_weights import normalisation_of
+    from emotionkit.models.pretrained import resolve_weights_path
+
+    spec, weights = recipe.data, recipe.model.weights
+    mean, std = pixel_mean_std(train_images)
+    if weights is not None and resolve_weights_path(weights).suffix == ".onnx":
+        mean, std = normalisation_of(resolve_weights_path(weights)) or (mean, std)
+    return (
+        spec.pixel_mean if spec.pixel_mean is not None else mean,
+        spec.pixel_std if spec.pixel_std is not None else std,
+    )
 
 
 def split_datasets(
@@ -125,7 +157,7 @@ def model_to_train(
     _truncate_history(run_dir / "history.csv", 0)
     data = prepared.loaded
     model = _build_model_stage(
-        recipe, data.num_classes, prepared.pixel_mean, prepared.pixel_std, run_dir
+        recipe, data.class_names, prepared.pixel_mean, prepared.pixel_std, run_dir
     )
     compile_model(
         model, train_spec, steps_per_epoch, choice.jit_compile,
@@ -169,12 +201,12 @@ def describe_model(recipe: Recipe) -> dict[str, Any]:
         channels=recipe.data.channels,
         num_classes=num_classes,
     )
-    freeze_layers(model, recipe.model.freeze)
+    freeze_layers(model, recipe.model.freeze, batchnorm=recipe.model.freeze_batchnorm)
     return model_summary(model)
 
 
 def _build_model_stage(
-    recipe: Recipe, num_classes: int, pixel_mean: float, pixel_std: float, run_dir: Path
+    recipe: Recipe, class_names: list[str], pixel_mean: float, pixel_std: float, run_dir: Path
 ) -> Any:
     """Build, initialise from `model.weights`, freeze; record it in model.json and manifest."""
     from emotionkit.models import build_model, freeze_layers, load_pretrained_weights
@@ -185,16 +217,18 @@ def _build_model_stage(
         spec,
         image_size=recipe.data.image_size,
         channels=recipe.data.channels,
-        num_classes=num_classes,
+        num_classes=len(class_names),
         pixel_mean=pixel_mean,
         pixel_std=pixel_std,
     )
     pretrained = (
-        load_pretrained_weights(model, spec.weights, strict=spec.weights_strict)
+        load_pretrained_weights(
+            model, spec.weights, strict=spec.weights_strict, class_names=class_names
+        )
         if spec.weights is not None
         else None
     )
-    frozen = freeze_layers(model, spec.freeze)
+    frozen = freeze_layers(model, spec.freeze, batchnorm=spec.freeze_batchnorm)
     summary = model_summary(model)  # after freezing: trainable counts are phase 1's
     write_json(run_dir / "model.json", summary)
     update_manifest(run_dir, parameters=summary["parameters"], pretrained=pretrained, frozen=frozen)
