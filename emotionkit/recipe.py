@@ -59,6 +59,22 @@ class Recipe(Section):
             )
         return self
 
+    @model_validator(mode="after")
+    def _loss_fits_targets(self) -> Recipe:
+        loss, targets = self.train.loss.name, self.data.targets
+        if targets == "multi_label" and loss != "bce":
+            raise ValueError(
+                f"data.targets: multi_label needs train.loss.name: bce (one sigmoid per "
+                f"class), not {loss}"
+            )
+        if loss == "bce" and targets != "multi_label":
+            raise ValueError(
+                "train.loss.name: bce is the multi-label loss: set data.targets: multi_label "
+                "(the classes with at least data.multi_label_min_share of the votes), or use "
+                "cross_entropy"
+            )
+        return self
+
     def to_yaml(self) -> str:
         """The resolved recipe as YAML, loadable again with `load_recipe`."""
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

@@ -104,6 +104,12 @@ class SoftLabelCsvSource(SourceSpec):
     split_column: str | None = Field(
         None, description="Column naming each row's split (default: every row is train)."
     )
+    drop_majority: list[str] = Field(
+        default_factory=list,
+        description="Vote columns that are not classes, e.g. FER+'s `[unknown, NF]`: a row "
+        "where one of them has more votes than every class column is dropped (the FER+ "
+        "protocol) and counted in manifest.json.",
+    )
     split_values: dict[str, SplitName] = Field(
         default_factory=SOFT_LABEL_SPLIT_VALUES.copy,
         description="Value of `split_column` -> split; rows with other values are skipped.",
@@ -286,12 +292,16 @@ def _read_vote_rows(path: Path, source: SoftLabelCsvSource, columns: list[str]) 
     split_column = [source.split_column] if source.split_column else []
     rows = _Rows()
     pixel_count = None  # every pixel string must hold as many values as the first one
-    for number, row in _read_csv(path, [cell_column, *columns, *split_column]):
+    extra = source.drop_majority
+    for number, row in _read_csv(path, [cell_column, *columns, *extra, *split_column]):
         split = source.split_values.get(row[split_column[0]]) if split_column else "train"
         if split is None:
             rows.drop("unlisted_split")
             continue
         row_votes = _parse_votes(row, columns, path, number)
+        if extra and _parse_votes(row, extra, path, number).max() > row_votes.max():
+            rows.drop("majority_" + "_or_".join(extra))
+            continue
         if row_votes.sum() == 0:
             rows.drop("no_votes")
             continue

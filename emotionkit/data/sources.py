@@ -11,6 +11,7 @@ from pathlib import Path
 from emotionkit.data.class_map import apply_class_map, check_class_map
 from emotionkit.data.spec import DataSpec
 from emotionkit.data.splits import apply_split_file, carve_validation, fingerprint
+from emotionkit.data.target_kinds import convert_targets
 from emotionkit.data.types import LoadedData
 
 
@@ -24,6 +25,7 @@ def load_data(spec: DataSpec, seed: int, split_file: Path | None = None) -> Load
             lists, so a resumed or re-evaluated run sees the same split as the original.
     """
     data = apply_class_map(load_source(spec, seed), spec.class_map)
+    data = convert_targets(data, spec.targets, spec.multi_label_min_share)
     if split_file is not None:  # the saved ids decide; no need to carve (and hash) again
         data.splits = apply_split_file(data.splits, split_file)
     elif "val" not in data.splits:

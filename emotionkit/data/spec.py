@@ -55,6 +55,21 @@ class DataSpec(Section):
         "`{happy: [happy], sad: [sad]}` keeps a subset, `{joy: [happy]}` renames. Images of "
         "classes the map leaves out are dropped and counted in manifest.json.",
     )
+    targets: Literal["auto", "single", "distribution", "multi_label"] = Field(
+        "auto",
+        description="What the model learns from each image: `single`, one class (vote "
+        "distributions become their majority class, the first on a tie); `distribution`, "
+        "the vote or probability distribution (one class becomes a one-hot row); "
+        "`multi_label`, every class with at least `multi_label_min_share` of the votes (a "
+        "multi-hot row, for `train.loss.name: bce`); `auto`, what the source gives.",
+    )
+    multi_label_min_share: float = Field(
+        0.3,
+        gt=0.0,
+        le=1.0,
+        description="`targets: multi_label`: the share of the votes a class needs to be "
+        "one of the image's labels (0.3: at least 3 of FER+'s 10 annotators).",
+    )
     pixel_mean: float | None = Field(
         None,
         ge=0.0,

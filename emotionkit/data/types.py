@@ -58,6 +58,8 @@ class LoadedData:
     """Skipped inputs (`data.on_error: skip`), each `{"path": ..., "reason": ...}`."""
     dropped: dict[str, int] = field(default_factory=dict)
     """Rows dropped on purpose by the source, by reason (e.g. soft labels without votes)."""
+    targets: str = ""
+    """`single`, `distribution` or `multi_label` (see `data.targets`), once converted."""
 
     @property
     def num_classes(self) -> int:
@@ -73,6 +75,7 @@ class LoadedData:
                 for name, split in self.splits.items()
             },
             "soft_labels": any(split.is_soft for split in self.splits.values()),
+            "targets": self.targets,
             "skipped_files": len(self.errors),
             "dropped_rows": self.dropped,
         }
