@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from emotionkit.cli import app
 from emotionkit.errors import DataError, EmotionkitError
+from emotionkit.evaluate.targets import run_class_names
 from emotionkit.evaluate.tta import tta_logits, views
 
 
@@ -93,6 +94,110 @@ def test_missing_split_names_the_available_ones(trained_run: Path) -> None:
 
     with pytest.raises(DataError, match="--split test: the data has splits train, val"):
         evaluate(trained_run, split="test")
+
+
+def write_split_folder(root: Path, split: str, classes: list[str], per_class: int = 2) -> None:
+    """`root/<split>/<class>/*.png`: synthetic faces at the tiny run's 32 px, grey."""
+    import cv2
+
+    from emotionkit.data.synthetic import FER_CLASSES, generate_synthetic_faces
+
+    images, labels = generate_synthetic_faces(7 * per_class, seed=5, image_size=32)
+    for index, (image, label) in enumerate(zip(images, labels, strict=True)):
+        name = FER_CLASSES[label]
+        if name in classes:
+            (root / split / name).mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(root / split / name / f"{index}.png"), image)
+
+
+def test_a_test_only_image_folder_is_scored_reading_only_that_split(
+    trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from emotionkit.data import image_folder
+    from emotionkit.evaluate.evaluation import evaluate
+
+    root = tmp_path / "faces"
+    write_split_folder(root, "test", ["happy", "sad", "surprise"])
+    scored = evaluate(trained_run, data=root, split="test", out=tmp_path / "only-test")
+    names = scored.metrics["class_names"]
+    assert scored.metrics["num_images"] == 6 and names == run_class_names(trained_run)
+    with np.load(tmp_path / "only-test" / "predictions.npz") as stored:
+        # labels are the model's indices of each image's folder name, whatever the folder order
+        folders = [Path(image_id).parent.name for image_id in stored["ids"]]
+        assert [names[label] for label in stored["labels"]] == folders
+        assert all(image_id.startswith("test/") for image_id in stored["ids"])
+    # with a train/ beside it, --split test still decodes test/ alone
+    write_split_folder(root, "train", ["happy", "sad", "surprise"])
+
+    def no_train_decoding(paths: list[Path], *args: object) -> None:
+        raise AssertionError(f"decoded the whole source: {paths[0]} ...")
+
+    for decoder in ("decode_images", "cached_decode"):
+        monkeypatch.setattr(image_folder, decoder, no_train_decoding)
+    again = evaluate(trained_run, data=root, split="test", out=tmp_path / "with-train")
+    assert again.metrics["accuracy"] == scored.metrics["accuracy"]
+
+
+def test_cli_evaluate_on_a_missing_split_folder_names_it_in_one_line(
+    trained_run: Path, tmp_path: Path
+) -> None:
+    root = tmp_path / "faces"
+    write_split_folder(root, "test", ["happy"])
+    onnx = trained_run / "export" / "model.onnx"
+    result = CliRunner().invoke(
+        app, ["evaluate", str(onnx), "--data", str(root), "--split", "val", "--no-plots"]
+    )
+    assert isinstance(result.exception, DataError)  # `emotionkit` exits 2 on these
+    message = str(result.exception)
+    assert len(message.splitlines()) == 1
+    assert message.startswith(f"--split val: {root / 'val'} not found ({root} holds test/)")
+    assert not (trained_run / "eval" / "val-onnx").exists()  # stopped before writing
+
+
+def test_each_model_of_a_run_keeps_its_own_evaluation(trained_run: Path) -> None:
+    from emotionkit.evaluate.evaluation import evaluate
+
+    checkpoint = evaluate(trained_run)
+    exported = evaluate(trained_run / "export" / "model.onnx")
+    assert checkpoint.eval_dir == trained_run / "eval" / "val"
+    assert exported.eval_dir == trained_run / "eval" / "val-onnx"
+    for evaluation, kind in ((checkpoint, "keras"), (exported, "onnx")):
+        stored = json.loads((evaluation.eval_dir / "metrics.json").read_text())
+        assert stored["target_kind"] == kind
+    # the same model again replaces its own folder ...
+    assert evaluate(trained_run, tta="hflip").eval_dir == checkpoint.eval_dir
+    # ... another model's folder is never overwritten, even when named with --out
+    before = (checkpoint.eval_dir / "metrics.json").read_text()
+    with pytest.raises(EmotionkitError, match=r"already holds the evaluation of .*best\.keras"):
+        evaluate(trained_run / "export" / "model.onnx", out=checkpoint.eval_dir)
+    assert (checkpoint.eval_dir / "metrics.json").read_text() == before
+
+
+@pytest.mark.parametrize(
+    ("in_run", "model", "kind", "expected"),
+    [
+        (True, "checkpoints/best.keras", "keras", "RUN/eval/test"),
+        (True, "checkpoints/last.keras", "keras", "RUN/eval/test-keras-last"),
+        (True, "export/model.onnx", "onnx", "RUN/eval/test-onnx"),
+        (True, "export/model.int8.onnx", "onnx", "RUN/eval/test-onnx-int8"),
+        (True, "export/saved_model", "saved_model", "RUN/eval/test-saved_model"),
+        (False, "downloads/fer.onnx", "onnx", "eval/fer/test-onnx"),
+    ],
+)
+def test_evaluation_folders_are_named_after_the_model(
+    tmp_path: Path, in_run: bool, model: str, kind: str, expected: str
+) -> None:
+    from emotionkit.evaluate.evaluation import default_eval_dir
+    from emotionkit.evaluate.targets import Target
+
+    run_dir = tmp_path / "RUN"
+    target = Target(
+        path=run_dir / model if in_run else Path(model), kind=kind,
+        run_dir=run_dir if in_run else None, image_size=32, channels=1, num_classes=7,
+        predict=lambda images: images,
+    )  # fmt: skip
+    folder = default_eval_dir(target, "test")
+    assert folder == (tmp_path / expected if in_run else Path(expected))
 
 
 def test_tta_views_and_mean() -> None:

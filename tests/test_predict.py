@@ -195,6 +195,26 @@ def test_run_directory_uses_its_exported_onnx(tmp_path: Path, model_path: Path) 
         Predictor(tmp_path / "export")
 
 
+def test_cli_run_directory_without_export_is_not_read_as_images(tmp_path: Path) -> None:
+    """A run holds PNGs (its plots): without export/model.onnx it must not become the input."""
+    run_dir = tmp_path / "runs" / "quickstart" / "2026-01-01T00-00-00"
+    (run_dir / "eval" / "val" / "plots").mkdir(parents=True)
+    (run_dir / "recipe.yaml").write_text("name: quickstart\n")
+    write_png(run_dir / "eval" / "val" / "plots" / "confusion_counts.png", uniform(200))
+    expected = (
+        f"error: {run_dir / 'export' / 'model.onnx'} not found: {run_dir} is a run directory "
+        f"without an ONNX export; make it with `emotionkit export {run_dir} --format onnx`."
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "emotionkit", "predict", str(run_dir)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert (run.returncode, run.stderr.splitlines(), run.stdout) == (2, [expected], "")
+    face = write_png(tmp_path / "face.png", uniform(200))
+    result = CliRunner().invoke(app, ["predict", str(run_dir), str(face)])
+    assert isinstance(result.exception, DataError) and f"error: {result.exception}" == expected
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

@@ -23,7 +23,8 @@ def evaluate(
     data: Path | None = typer.Option(
         None,
         "--data",
-        help="A recipe YAML or a data path (image folder root, .csv, .npz).",
+        help="A recipe YAML or a data path: an image folder root (only ROOT/<split>/<class>/* "
+        "is read), a .csv or an .npz.",
         show_default="the target's run, with its saved split",
     ),
     split: str = typer.Option("val", "--split", help="train, val or test."),
@@ -35,7 +36,11 @@ def evaluate(
     ),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write the PNGs under plots/."),
     out: Path | None = typer.Option(
-        None, "--out", help="Output folder.", show_default="RUN/eval/<split>"
+        None,
+        "--out",
+        help="Output folder (never one holding another model's evaluation).",
+        show_default="RUN/eval/<split> for the run's best checkpoint, RUN/eval/<split>-onnx, "
+        "-saved_model... for its exports",
     ),
 ) -> None:
     """Score a model on a split: metrics.json, predictions.npz, plots; last line: the folder."""

@@ -106,11 +106,18 @@ def _predict_inputs(
 
 
 def _model_and_inputs(paths: list[Path]) -> tuple[Path, list[Path]]:
-    """Split `[MODEL] INPUT...`: the first path is the model when it is an .onnx file or an
-    exported run directory; otherwise every path is an input and the bundled model runs."""
+    """Split `[MODEL] INPUT...`: the first path is the model when it is an .onnx file or a
+    run directory; otherwise every path is an input and the bundled model runs.
+
+    A run directory is never read as a folder of images: one without `export/model.onnx`
+    stops with the command that makes it.
+    """
     from emotionkit.bundled import bundled_model_path
+    from emotionkit.predict.onnx_model import resolve_model_path
 
     first = paths[0]
+    if (first / "recipe.yaml").is_file():
+        resolve_model_path(first)  # raises, naming the missing file and `emotionkit export`
     is_model = first.suffix == ".onnx" or (first / "export" / "model.onnx").is_file()
     if is_model and len(paths) > 1:
         return first, paths[1:]

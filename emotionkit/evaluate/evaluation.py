@@ -1,13 +1,15 @@
-"""`emotionkit evaluate`: score a target on a split and write `eval/<split>/`.
+"""`emotionkit evaluate`: score a target on a split and write its evaluation folder.
 
-The data comes from the run the target belongs to (its recipe and its saved `split.json`, so
-"val" is exactly the validation split it was trained against), from another recipe, or from a
-data path in one of the recipe's source formats. Images go through the same loader (decode,
-resize, class mapping) as training; labels are mapped to the model's classes by name.
+What is scored comes from `eval_data` (the run's split, another recipe or a data path). Each
+model gets its own folder, named after what was evaluated, so scoring a run's checkpoint and
+then its ONNX export keeps both: `RUN/eval/<split>/` is the run's best checkpoint (what
+`report` and `compare` read), `RUN/eval/<split>-onnx/`, `<split>-saved_model/`... its other
+models. A folder holding another model's evaluation is never overwritten.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,17 +17,19 @@ from typing import Any
 
 import numpy as np
 
-from emotionkit.data.sources import load_data
-from emotionkit.data.types import LoadedData, SplitData
-from emotionkit.errors import DataError, EmotionkitError
+from emotionkit.data.types import SplitData
+from emotionkit.errors import EmotionkitError
+from emotionkit.evaluate.eval_data import load_eval_split
 from emotionkit.evaluate.metrics import evaluation_metrics
-from emotionkit.evaluate.targets import Target, load_target, run_class_names
+from emotionkit.evaluate.targets import Target, load_target
 from emotionkit.evaluate.tta import tta_logits
-from emotionkit.recipe import Recipe, load_recipe, validate_recipe
+from emotionkit.recipe import load_recipe
 from emotionkit.runs import write_json
 
 MAX_STORED_IMAGE_BYTES = 64 * 2**20
 """Above this the split's pixels are not copied into predictions.npz (galleries go blank)."""
+BEST_CHECKPOINT = ("checkpoints", "best.keras")
+"""A run's own model, relative to the run: its evaluation is `RUN/eval/<split>/`."""
 
 
 @dataclass
@@ -49,40 +53,41 @@ def evaluate(
     Args:
         target_path: a run directory, `.keras`, SavedModel directory or `.onnx` file.
         data: a recipe (`.yaml`) or a data path (image folder root, `.csv`, `.npz`); default:
-            the target's run, with its saved split.
+            the target's run, with its saved split. An image folder needs only the asked
+            split's folder (`ROOT/test/<class>/*` for `split="test"`).
         split: `train`, `val` or `test` (when the source has one).
         tta: `none`, `hflip` or `hflip_crops` (see `emotionkit.evaluate.tta`); default: the
             run's `export.tta` for a run directory (so the scores reproduce its
             `metrics.json`), `none` for a model file (an export made with `export.tta: hflip`
             already averages the mirror views inside).
-        out: the output folder; default `RUN/eval/<split>` (or `eval/<model>/<split>`).
+        out: the output folder; default `default_eval_dir(target, split)`.
+
+    Raises:
+        EmotionkitError: the output folder holds the evaluation of another model.
     """
     target = load_target(target_path)
     tta = tta or _default_tta(Path(target_path), target)
-    recipe, split_file = _data_recipe(target, data)
-    loaded = load_data(recipe.data, recipe.seed, split_file)
-    class_names = _model_class_names(target, loaded)
-    chosen = _pick_split(loaded, split, class_names)
-    images = chosen.images.astype(np.float32)
-    _check_input_shape(target, images)
-    targets = _targets(chosen, loaded.class_names, class_names)
+    eval_dir = Path(out) if out is not None else default_eval_dir(target, split)
+    _refuse_to_replace_another_model(eval_dir, target)
+    scored = load_eval_split(target, data, split)
+    images = scored.split.images.astype(np.float32)
     plain = target.logits(images)
     logits = plain if tta == "none" else tta_logits(target.logits, images, tta)
+    class_names, targets = scored.class_names, scored.targets
     metrics = {
         "target": str(target.path),
         "target_kind": target.kind,
         "split": split,
         "tta": tta,
         "class_names": class_names,
-        **evaluation_metrics(targets, logits, class_names, soft=chosen.is_soft),
+        **evaluation_metrics(targets, logits, class_names, soft=scored.split.is_soft),
     }
     if tta != "none":
         without = evaluation_metrics(targets, plain, class_names)
         metrics["without_tta"] = {k: without[k] for k in ("accuracy", "macro_f1", "log_loss")}
-    eval_dir = out or _default_eval_dir(target, split)
     eval_dir.mkdir(parents=True, exist_ok=True)
     write_json(eval_dir / "metrics.json", metrics)
-    _save_predictions(eval_dir, target, chosen, images, targets, logits, plain, tta)
+    _save_predictions(eval_dir, target, scored.split, images, targets, logits, plain, tta)
     return Evaluation(metrics=metrics, eval_dir=eval_dir, target=target)
 
 
@@ -93,89 +98,54 @@ def _default_tta(target_path: Path, target: Target) -> str:
     return load_recipe(target.run_dir / "recipe.yaml").export.tta
 
 
-def _data_recipe(target: Target, data: Path | None) -> tuple[Recipe, Path | None]:
-    """The recipe whose data section to read, and the run's split file when it applies."""
-    run_recipe = load_recipe(target.run_dir / "recipe.yaml") if target.run_dir else None
-    if data is None:
-        if run_recipe is None or target.run_dir is None:
-            raise EmotionkitError(
-                f"evaluate: {target.path} is not inside a run directory; name the data with "
-                "--data RECIPE.yaml or --data PATH"
-            )
-        split_file = target.run_dir / "split.json"
-        return run_recipe, split_file if split_file.exists() else None
-    data = Path(data)
-    if data.suffix in (".yaml", ".yml"):
-        return load_recipe(data), None
-    raw: dict[str, Any] = run_recipe.model_dump(mode="json") if run_recipe else {"name": "eval"}
-    raw.setdefault("data", {})
-    raw["data"]["source"] = _source_for_path(data)
-    raw["data"]["image_size"], raw["data"]["channels"] = target.image_size, target.channels
-    return validate_recipe(raw, source=f"--data {data}"), None
+def default_eval_dir(target: Target, split: str) -> Path:
+    """Where `evaluate` writes when `--out` is not given: one folder per model and split.
+
+    `RUN/eval/<split>` for the run's best checkpoint; `RUN/eval/<split>-<kind>[-<name>]` for
+    the run's other models (`val-onnx`, `val-onnx-int8`, `val-saved_model`,
+    `val-keras-last`); `eval/<file stem>/<split>-<kind>` for a model outside any run.
+    """
+    run_dir = target.run_dir
+    if run_dir is None:
+        return Path("eval") / target.path.stem / f"{split}-{target.kind}"
+    if _path_in_run(target.path, run_dir) == BEST_CHECKPOINT:
+        return run_dir / "eval" / split
+    qualifiers = [
+        word for word in target.path.name.split(".") if word not in {"model", target.kind}
+    ]
+    return run_dir / "eval" / "-".join([split, target.kind, *qualifiers])
 
 
-def _source_for_path(path: Path) -> dict[str, Any]:
-    if path.is_dir():
-        return {"kind": "image_folder", "path": str(path)}
-    if path.suffix == ".csv":
-        return {"kind": "fer2013_csv", "path": str(path)}
-    if path.suffix == ".npz":
-        return {"kind": "npz", "path": str(path)}
-    raise DataError(
-        f"--data {path}: expected a recipe (.yaml), an image folder root (with train/, val/ or "
-        "test/), a FER2013-style .csv or an .npz; for other formats write a recipe"
+def _path_in_run(path: Path, run_dir: Path) -> tuple[str, ...]:
+    return path.resolve().relative_to(run_dir.resolve()).parts
+
+
+def _refuse_to_replace_another_model(eval_dir: Path, target: Target) -> None:
+    """Stop before `eval_dir` loses the evaluation of another model; the same one is redone.
+
+    A model inside a run is recognised by its path in the run, so a copied or moved run
+    still owns its folders.
+    """
+    stored = eval_dir / "metrics.json"
+    if not stored.is_file():
+        return
+    try:
+        owner = json.loads(stored.read_text()).get("target")
+    except (OSError, ValueError, AttributeError):
+        owner = None
+    if isinstance(owner, str) and _is_same_model(Path(owner), target):
+        return
+    raise EmotionkitError(
+        f"evaluate: {eval_dir} already holds the evaluation of {owner or 'another model'}; "
+        "pass --out DIR to write this one elsewhere, or move that folder away first"
     )
 
 
-def _model_class_names(target: Target, loaded: LoadedData) -> list[str]:
-    """The model's output classes: the run's mapping, else the data's (counts must agree)."""
-    names = run_class_names(target.run_dir) if target.run_dir else loaded.class_names
-    if len(names) != target.num_classes:
-        raise DataError(
-            f"evaluate: {target.path} has {target.num_classes} outputs but the class list has "
-            f"{len(names)} ({', '.join(names)}); set data.classes in the --data recipe"
-        )
-    return names
-
-
-def _pick_split(loaded: LoadedData, split: str, class_names: list[str]) -> SplitData:
-    if split not in loaded.splits:
-        raise DataError(
-            f"--split {split}: the data has splits {', '.join(loaded.splits)} (a test split "
-            "needs a test/ folder or the source's test rows)"
-        )
-    unknown = sorted(set(loaded.class_names) - set(class_names))
-    if unknown:
-        raise DataError(f"evaluate: the data has classes the model lacks: {', '.join(unknown)}")
-    return loaded.splits[split]
-
-
-def _targets(split: SplitData, data_names: list[str], model_names: list[str]) -> np.ndarray:
-    """(N, K) target rows in the model's class order (data classes matched by name)."""
-    rows = (
-        split.labels if split.is_soft else np.eye(len(data_names), dtype=np.float32)[split.labels]
-    )
-    order = [data_names.index(name) if name in data_names else -1 for name in model_names]
-    mapped = np.zeros((len(split), len(model_names)), np.float32)
-    for model_index, data_index in enumerate(order):
-        if data_index >= 0:
-            mapped[:, model_index] = rows[:, data_index]
-    return mapped
-
-
-def _check_input_shape(target: Target, images: np.ndarray) -> None:
-    expected = (target.image_size, target.image_size, target.channels)
-    if images.shape[1:] != expected:
-        raise DataError(
-            f"evaluate: the data gives {images.shape[1:]} images, {target.path} takes "
-            f"{expected}; set data.image_size / data.channels in the --data recipe"
-        )
-
-
-def _default_eval_dir(target: Target, split: str) -> Path:
-    if target.run_dir is not None:
-        return target.run_dir / "eval" / split
-    return Path("eval") / target.path.stem / split
+def _is_same_model(owner: Path, target: Target) -> bool:
+    if target.run_dir is None:
+        return owner.resolve() == target.path.resolve()
+    in_run = _path_in_run(target.path, target.run_dir)
+    return owner.parts[-len(in_run) :] == in_run
 
 
 def _save_predictions(

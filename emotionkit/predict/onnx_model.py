@@ -60,12 +60,17 @@ def resolve_model_path(path: Path) -> Path:
     """The `.onnx` file for `path`: the file itself, or a run directory's export/model.onnx."""
     if path.is_dir():
         onnx_path = path / "export" / "model.onnx"
-        if not onnx_path.is_file():
+        if onnx_path.is_file():
+            return onnx_path
+        if (path / "recipe.yaml").is_file():
             raise DataError(
-                f"{onnx_path} not found: {path} is a folder but not an exported run "
-                "(run `emotionkit export RUN_DIR`, or give the .onnx file)."
+                f"{onnx_path} not found: {path} is a run directory without an ONNX export; "
+                f"make it with `emotionkit export {path} --format onnx`."
             )
-        return onnx_path
+        raise DataError(
+            f"{onnx_path} not found: {path} is a folder but not an exported run "
+            "(run `emotionkit export RUN_DIR`, or give the .onnx file)."
+        )
     if not path.is_file():
         raise DataError(f"{path} not found: give an .onnx file or a run directory.")
     return path
