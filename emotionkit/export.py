@@ -26,9 +26,11 @@ import numpy as np
 
 from emotionkit.errors import EmotionkitError, ExportError
 from emotionkit.evaluate.metrics import softmax
+from emotionkit.evaluate.target_metrics import sigmoid
 from emotionkit.evaluate.tta import mean_logits, tta_logits
 from emotionkit.export_formats import (
     artifact_metadata,
+    is_multi_label,
     onnx_outputs,
     quantize_int8,
     saved_model_outputs,
@@ -95,6 +97,7 @@ def export_with_tensorflow(run_dir: Path, spec: ExportSpec) -> dict[str, Any]:
     model = load_float32_model(run_dir / "checkpoints" / "best.keras")
     images, reference = _parity_reference(export_dir, spec.tta)
     metadata = artifact_metadata(run_dir, model, spec.tta)
+    multi_label = is_multi_label(metadata)
     keras_logits = tta_logits(lambda x: np.asarray(model.predict_on_batch(x)), images, spec.tta)
     checks: dict[str, Any] = {
         "keras_tensorflow": _compare(keras_logits, reference, spec.parity_atol)
@@ -102,13 +105,15 @@ def export_with_tensorflow(run_dir: Path, spec: ExportSpec) -> dict[str, Any]:
     if "saved_model" in spec.formats:
         write_saved_model(model, staging / "saved_model", metadata, spec.tta)
         checks["saved_model"] = _check_artifact(
-            lambda x: saved_model_outputs(staging / "saved_model", x), images, reference, spec
-        )
+            lambda x: saved_model_outputs(staging / "saved_model", x), images, reference, spec,
+            multi_label,
+        )  # fmt: skip
     if {"onnx", "onnx_int8"} & set(spec.formats):
         conversion = write_onnx(model, staging / "model.onnx", metadata, spec.opset, spec.tta)
         checks["onnx"] = _check_artifact(
-            lambda x: onnx_outputs(staging / "model.onnx", x), images, reference, spec
-        )
+            lambda x: onnx_outputs(staging / "model.onnx", x), images, reference, spec,
+            multi_label,
+        )  # fmt: skip
         checks["onnx"].update(conversion)
     if "onnx_int8" in spec.formats:
         checks["onnx_int8"] = _export_int8(run_dir, staging, metadata, spec)
@@ -128,8 +133,9 @@ def export_with_tensorflow(run_dir: Path, spec: ExportSpec) -> dict[str, Any]:
 
 
 def _check_artifact(
-    outputs_of: Any, images: np.ndarray, reference: np.ndarray, spec: ExportSpec
-) -> dict[str, Any]:
+    outputs_of: Any, images: np.ndarray, reference: np.ndarray, spec: ExportSpec,
+    multi_label: bool = False,
+) -> dict[str, Any]:  # fmt: skip
     """Logits vs the training run's at batch sizes 1, 5 and all, and the output contract.
 
     Several batch sizes because a graph traced with a fixed batch, or batch-dependent ops,
@@ -142,10 +148,12 @@ def _check_artifact(
     logits += [outputs_of(images[:n])["logits"] for n in (1, 5) if n < len(images)]
     check = _compare(np.concatenate(logits), np.concatenate([reference[: len(x)] for x in logits]),
                      spec.parity_atol)  # fmt: skip
-    softmax_error = float(np.abs(full["probabilities"] - softmax(full["logits"])).max())
+    activation = sigmoid if multi_label else softmax
+    activation_error = float(np.abs(full["probabilities"] - activation(full["logits"])).max())
     check["batch_sizes"] = sorted({len(x) for x in logits})
-    check["probabilities_match_softmax"] = softmax_error < 1e-5
-    check["passed"] = check["passed"] and check["probabilities_match_softmax"]
+    name = "probabilities_match_" + ("sigmoid" if multi_label else "softmax")
+    check[name] = activation_error < 1e-5
+    check["passed"] = check["passed"] and check[name]
     return check
 
 

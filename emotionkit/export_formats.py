@@ -4,12 +4,15 @@ Every artifact has the same contract, so any runtime can use it without emotionk
 
 - input `image`: float32 NHWC, dynamic batch, raw pixel values 0-255 (uint8 callers cast);
   normalisation is inside the graph (the model's `normalize` layer);
-- outputs `logits` and `probabilities` (softmax of the logits), float32 (N, K); with
+- outputs `logits` and `probabilities` (softmax of the logits; for a multi-label model,
+  one sigmoid per class, independent of the others), float32 (N, K); with
   `export.tta: hflip` the logits are the mean of the image's and its horizontal mirror's
   (two forward passes: 2x the compute), so every caller gets mirror test-time augmentation
   without knowing about it;
 - metadata: class names in output order, input size and channels, the normalisation, the
-  test-time augmentation (`tta`: `none` or `hflip`), the emotionkit version and the SHA-256
+  test-time augmentation (`tta`: `none` or `hflip`), the target kind (`targets`: `single`,
+  `distribution` or `multi_label`, with the per-class `thresholds` chosen on validation for
+  multi-label), the emotionkit version and the SHA-256
   of the run's recipe — ONNX `metadata_props` (strings, lists as JSON), SavedModel
   `assets.extra/emotionkit.json`.
 
@@ -40,6 +43,7 @@ def artifact_metadata(run_dir: Path, model: Any, tta: str = "none") -> dict[str,
     _, size, _, channels = model.input_shape
     mapping = json.loads((run_dir / "labels_mapping.json").read_text())
     mean, std = _normalisation(model)
+    targets = _target_kind(run_dir)
     return {
         "class_names": json.dumps([mapping[str(i)] for i in range(len(mapping))]),
         "image_size": str(size),
@@ -48,9 +52,27 @@ def artifact_metadata(run_dir: Path, model: Any, tta: str = "none") -> dict[str,
         "pixel_mean": repr(mean),
         "pixel_std": repr(std),
         "tta": tta,
+        "targets": targets,
+        **({"thresholds": json.dumps(_thresholds(run_dir))} if targets == "multi_label" else {}),
         "emotionkit_version": __version__,
         "recipe_sha256": hashlib.sha256((run_dir / "recipe.yaml").read_bytes()).hexdigest(),
     }
+
+
+def _target_kind(run_dir: Path) -> str:
+    """What the run learned (`data.targets` as loaded); runs from before it: `single`."""
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    return str(manifest.get("data", {}).get("targets") or "single")
+
+
+def _thresholds(run_dir: Path) -> list[float]:
+    """The per-class thresholds the run chose on its validation split."""
+    val = json.loads((run_dir / "metrics.json").read_text())["val"]
+    return [scores["threshold"] for scores in val["multi_label"]["per_class"].values()]
+
+
+def is_multi_label(metadata: dict[str, str]) -> bool:
+    return metadata.get("targets") == "multi_label"
 
 
 def _normalisation(model: Any) -> tuple[float, float]:
@@ -60,12 +82,13 @@ def _normalisation(model: Any) -> tuple[float, float]:
     return -float(np.asarray(layer.offset).reshape(-1)[0]) * std, std
 
 
-def serving_function(model: Any, tta: str = "none") -> Any:
+def serving_function(model: Any, tta: str = "none", multi_label: bool = False) -> Any:
     """A `tf.function`: `image` (N, H, W, C) float32 0-255 -> {logits, probabilities}.
 
     Args:
         model: a float32 Keras model (TensorFlow backend).
         tta: `none`, or `hflip`: the logits are the mean of the image's and its mirror's.
+        multi_label: probabilities are per-class sigmoids instead of one softmax.
     """
     import tensorflow as tf
 
@@ -78,7 +101,8 @@ def serving_function(model: Any, tta: str = "none") -> Any:
         if tta == "hflip":
             mirrored = tf.cast(model(tf.reverse(image, axis=[2]), training=False), tf.float32)
             logits = (logits + mirrored) / 2.0
-        return {"logits": logits, "probabilities": tf.nn.softmax(logits)}
+        probabilities = tf.sigmoid(logits) if multi_label else tf.nn.softmax(logits)
+        return {"logits": logits, "probabilities": probabilities}
 
     return serve
 
@@ -87,7 +111,7 @@ def write_saved_model(model: Any, path: Path, metadata: dict[str, str], tta: str
     """SavedModel with the `serving_default` signature of `serving_function`."""
     import keras
 
-    serve = serving_function(model, tta)
+    serve = serving_function(model, tta, is_multi_label(metadata))
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(name="serve", fn=serve)
@@ -108,7 +132,7 @@ def write_onnx(
     fallbacks: list[dict[str, Any]] = []
     for candidate in _opset_candidates(opset):
         try:
-            _convert(model, path, candidate, tta)
+            _convert(model, path, candidate, tta, is_multi_label(metadata))
             _check_loads(path)
         except Exception as error:  # tf2onnx and onnxruntime raise many types
             fallbacks.append({"opset": candidate, "reason": f"{type(error).__name__}: {error}"})
@@ -128,12 +152,12 @@ def _opset_candidates(opset: int | None) -> list[int]:
     return list(range(newest, newest - MAX_OPSET_TRIES, -1))
 
 
-def _convert(model: Any, path: Path, opset: int, tta: str) -> None:
+def _convert(model: Any, path: Path, opset: int, tta: str, multi_label: bool) -> None:
     import tf2onnx
     from keras.src.export.tf2onnx_lib import patch_tf2onnx
 
     patch_tf2onnx()  # tf2onnx 1.17 still uses NumPy aliases removed in NumPy 2 (as Keras does)
-    serve = serving_function(model, tta)
+    serve = serving_function(model, tta, multi_label)
     tf2onnx.convert.from_function(
         serve, input_signature=serve.input_signature, opset=opset, output_path=str(path)
     )

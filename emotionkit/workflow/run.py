@@ -241,7 +241,7 @@ def _run_stages(
             f"Training stopped: non-finite loss at epoch {result.failure['epoch']}, step "
             f"{result.failure['step']}; the last good checkpoint is in {result.checkpoint_dir}."
         )
-    metrics = evaluate_best(run_dir, datasets, data.class_names, result.best_epoch, recipe)
+    metrics = evaluate_best(run_dir, datasets, data, result.best_epoch, recipe)
     console.print(describe_best(result.best_epoch, metrics["val"]), highlight=False, soft_wrap=True)
     export = _export_or_defer(run_dir, recipe, console)
     if export:

@@ -236,24 +236,35 @@ def _build_model_stage(
 
 
 def evaluate_best(
-    run_dir: Path, datasets: dict[str, Any], class_names: list[str], best_epoch: int, recipe: Recipe
+    run_dir: Path, datasets: dict[str, Any], data: LoadedData, best_epoch: int, recipe: Recipe
 ) -> dict[str, Any]:
     """Score the best checkpoint on val (and test), and save the export parity reference.
 
     With `export.tta: hflip` the scores are those of the exported models (mean logits of each
     image and its mirror), and each split also gets its `single_view` accuracy and macro-F1.
+    Accuracy is against the majority class of soft targets; distribution targets add their
+    distances to the votes, multi-label targets their thresholded scores (`target_metrics`).
     """
     import keras
     import numpy as np
 
     from emotionkit.evaluate.metrics import dataset_metrics
+    from emotionkit.evaluate.target_metrics import target_metrics
     from emotionkit.export import write_parity_reference
 
     best = keras.saving.load_model(run_dir / "checkpoints" / "best.keras", compile=False)
     metrics: dict[str, Any] = {"best_epoch": best_epoch, "monitor": recipe.train.monitor}
+    tta, names, thresholds = recipe.export.tta, data.class_names, None
     for name in ("val", "test"):
         if name in datasets:
-            metrics[name] = dataset_metrics(best, datasets[name], class_names, recipe.export.tta)
+            metrics[name] = {
+                **dataset_metrics(best, datasets[name], names, tta),
+                **target_metrics(data.targets, best, datasets[name], names, tta, thresholds),
+                "targets": data.targets,
+            }
+            if "multi_label" in metrics[name]:  # the test split uses val's thresholds
+                per_class = metrics[name]["multi_label"]["per_class"]
+                thresholds = [per_class[class_name]["threshold"] for class_name in names]
     images = np.concatenate([x for x, _ in datasets["val"].as_numpy_iterator()])
     images = images[: recipe.export.parity_samples]
     write_parity_reference(
