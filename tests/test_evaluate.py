@@ -77,3 +77,10 @@ def test_soft_label_distances_by_hand() -> None:
     assert result["kl"] == pytest.approx(0.75 * np.log(2.0))
     # EMD: row 1 |cdf gaps| = |.25-.5| + |.75-1| + 0 = .5; row 2 = 0 + .5 + 0 = .5
     assert result["emd"] == pytest.approx(0.5)
+    # JS: row 1 m = (.375, .5, .125): .5[.5 ln(.5/.375)] + .5[.25 ln(.25/.375) + .25 ln 2]
+    row1 = 0.5 * (0.5 * np.log(0.5 / 0.375)) + 0.5 * (
+        0.25 * np.log(0.25 / 0.375) + 0.25 * np.log(2)
+    )
+    # row 2 m = (0, .25, .75): .5[ln(1/.75)] + .5[.5 ln(.5/.25) + .5 ln(.5/.75)]
+    row2 = 0.5 * np.log(1 / 0.75) + 0.5 * (0.5 * np.log(2) + 0.5 * np.log(0.5 / 0.75))
+    assert result["js"] == pytest.approx((row1 + row2) / 2)

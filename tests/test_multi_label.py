@@ -84,3 +84,16 @@ def test_a_multi_label_run_exports_independent_per_class_probabilities(tmp_path:
         outputs["probabilities"], 1 / (1 + np.exp(-outputs["logits"])), atol=1e-5
     )
     assert not np.allclose(outputs["probabilities"].sum(axis=1), 1.0)
+
+    # `emotionkit evaluate` on the vote file: majority-vote accuracy, the distances to the
+    # votes, and the multi-label scores at the thresholds the export carries
+    from typer.testing import CliRunner
+
+    from emotionkit.cli import app
+
+    result = CliRunner().invoke(
+        app, ["evaluate", str(onnx), "--data", str(votes), "--split", "train"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "soft labels (accuracy is against the majority vote): KL" in result.output
+    assert "TVD" in result.output and "multi-label at the validation thresholds" in result.output

@@ -21,6 +21,7 @@ from emotionkit.data.types import SplitData
 from emotionkit.errors import EmotionkitError
 from emotionkit.evaluate.eval_data import load_eval_split
 from emotionkit.evaluate.metrics import evaluation_metrics
+from emotionkit.evaluate.target_metrics import multi_label_metrics
 from emotionkit.evaluate.targets import Target, load_target
 from emotionkit.evaluate.tta import tta_logits
 from emotionkit.recipe import load_recipe
@@ -82,6 +83,9 @@ def evaluate(
         "class_names": class_names,
         **evaluation_metrics(targets, logits, class_names, soft=scored.split.is_soft),
     }
+    thresholds = multi_label_thresholds(target)
+    if thresholds is not None:
+        metrics["multi_label"] = multi_label_metrics(targets, logits, thresholds, class_names)
     if tta != "none":
         without = evaluation_metrics(targets, plain, class_names)
         metrics["without_tta"] = {k: without[k] for k in ("accuracy", "macro_f1", "log_loss")}
@@ -89,6 +93,23 @@ def evaluate(
     write_json(eval_dir / "metrics.json", metrics)
     _save_predictions(eval_dir, target, scored.split, images, targets, logits, plain, tta)
     return Evaluation(metrics=metrics, eval_dir=eval_dir, target=target)
+
+
+def multi_label_thresholds(target: Target) -> list[float] | None:
+    """The per-class thresholds a multi-label target chose on its validation split: from an
+    exported file's metadata, else from its run's `metrics.json`; `None` for other targets.
+    """
+    from emotionkit.export_formats import is_multi_label, read_onnx_metadata
+
+    if target.kind == "onnx":
+        metadata = read_onnx_metadata(target.path)
+        return json.loads(metadata["thresholds"]) if is_multi_label(metadata) else None
+    if target.run_dir is None or not (target.run_dir / "metrics.json").is_file():
+        return None
+    val = json.loads((target.run_dir / "metrics.json").read_text()).get("val", {})
+    if "multi_label" not in val:
+        return None
+    return [scores["threshold"] for scores in val["multi_label"]["per_class"].values()]
 
 
 def _default_tta(target_path: Path, target: Target) -> str:
@@ -248,7 +269,14 @@ def summary_lines(metrics: dict[str, Any]) -> list[str]:
     if "soft_label" in metrics:
         soft = metrics["soft_label"]
         lines.append(
-            f"soft labels: TVD {soft['tvd']:.4f}, KL {soft['kl']:.4f}, EMD {soft['emd']:.4f}"
+            f"soft labels (accuracy is against the majority vote): KL {soft['kl']:.4f}, "
+            f"TVD {soft['tvd']:.4f}, JS {soft['js']:.4f}, EMD {soft['emd']:.4f}"
+        )
+    if "multi_label" in metrics:
+        multi = metrics["multi_label"]
+        lines.append(
+            f"multi-label at the validation thresholds: exact match {multi['exact_match']:.4f}, "
+            f"micro-F1 {multi['micro_f1']:.4f}, macro-F1 {multi['macro_f1']:.4f}"
         )
     if "without_tta" in metrics:
         before = metrics["without_tta"]

@@ -176,6 +176,18 @@ def distribution_distances(targets: np.ndarray, probabilities: np.ndarray) -> di
     }
 
 
+def jensen_shannon(targets: np.ndarray, probabilities: np.ndarray) -> float:
+    """Mean Jensen-Shannon divergence (nats): symmetric, and finite where either side is 0."""
+    targets = targets.astype(np.float64)
+    middle = (targets + probabilities) / 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        halves = [
+            np.where(side > 0, side * np.log(side / middle), 0.0)
+            for side in (targets, probabilities)
+        ]
+    return float((0.5 * halves[0].sum(axis=-1) + 0.5 * halves[1].sum(axis=-1)).mean())
+
+
 def evaluation_metrics(
     targets: np.ndarray, logits: np.ndarray, class_names: list[str], soft: bool = False
 ) -> dict[str, Any]:
@@ -209,5 +221,8 @@ def evaluation_metrics(
         "confusion_matrix": base["confusion_matrix"],
     }
     if soft:
-        metrics["soft_label"] = distribution_distances(targets, probabilities)
+        metrics["soft_label"] = {
+            **distribution_distances(targets, probabilities),
+            "js": jensen_shannon(targets, probabilities),
+        }
     return metrics

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from emotionkit.evaluate.metrics import distribution_distances, softmax
+from emotionkit.evaluate.metrics import distribution_distances, jensen_shannon, softmax
 
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)
 
@@ -59,18 +59,10 @@ def distribution_metrics(targets: np.ndarray, logits: np.ndarray) -> dict[str, f
     """KL, TVD, Jensen-Shannon and EMD between the votes and the softmax, image means."""
     probabilities = np.clip(softmax(logits.astype(np.float64)), 1e-12, 1.0)
     targets = targets.astype(np.float64)
-    middle = (targets + probabilities) / 2
     return {
         **distribution_distances(targets, probabilities),
-        "js": _js(targets, probabilities, middle),
+        "js": jensen_shannon(targets, probabilities),
     }
-
-
-def _js(targets: np.ndarray, probabilities: np.ndarray, middle: np.ndarray) -> float:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        to_middle = np.where(targets > 0, targets * np.log(targets / middle), 0.0).sum(axis=-1)
-    from_middle = (probabilities * np.log(probabilities / middle)).sum(axis=-1)
-    return float((0.5 * to_middle + 0.5 * from_middle).mean())
 
 
 def choose_thresholds(targets: np.ndarray, logits: np.ndarray) -> list[float]:
