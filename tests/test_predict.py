@@ -24,8 +24,16 @@ from typer.testing import CliRunner
 
 from emotionkit.cli import app
 from emotionkit.errors import DataError
-from emotionkit.predict import Predictor, is_face_crop, read_image
-from emotionkit.predict.faces import expand_box, to_model_pixels
+from emotionkit.image_decode import to_model_pixels
+from emotionkit.predict import (
+    CropPolicy,
+    Detection,
+    HaarFaceDetector,
+    Predictor,
+    face_crop,
+    is_face_crop,
+    read_image,
+)
 
 CLASSES = ["sad", "neutral", "happy"]
 WEIGHTS = np.array([[-20.0, 0.0, 20.0]], np.float32)
@@ -95,7 +103,7 @@ def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def predictor(model_path: Path) -> Predictor:
-    return Predictor(model_path)
+    return Predictor(model_path, detector="haar")  # MTCNN: tests/test_faces_detectors.py
 
 
 def uniform(value: float, shape: tuple[int, ...] = (SIZE, SIZE), dtype: type = np.uint8):
@@ -157,8 +165,10 @@ def test_detected_face_in_a_photo(predictor: Predictor) -> None:
     (prediction,) = predictor.predict(photo)
     assert prediction.box is not None
     assert np.allclose(prediction.box, FACE_BOX, atol=8)
-    x, y, w, h = expand_box(prediction.box, photo.shape)
-    crop = to_model_pixels(photo[y : y + h, x : x + w], 1, SIZE)
+    margin = HaarFaceDetector.crop_margin  # the crop predict cuts for a Haar box
+    crop = to_model_pixels(
+        face_crop(photo, Detection(prediction.box), CropPolicy(), margin), 1, SIZE
+    )
     got = np.array(list(prediction.probabilities.values()))
     np.testing.assert_allclose(got, expected_probabilities(float(crop.mean())), atol=1e-5)
 
@@ -182,6 +192,7 @@ def test_injected_detector_gets_grayscale_and_its_boxes_are_used(model_path: Pat
     photo = uniform(5, (200, 300, 3))
     photo[40:140, 190:290] = 250  # the second "face" is bright, margin included
     predictions = Predictor(model_path, detector=detector).predict(photo)
+    assert Predictor(model_path, detector=detector).detector_name == "custom"
     assert seen[0].shape == (200, 300) and seen[0].dtype == np.uint8
     assert [p.box for p in predictions] == [(10, 10, 60, 60), (200, 50, 80, 80)]
     assert [p.label for p in predictions] == ["sad", "happy"]
@@ -264,10 +275,16 @@ def test_cli_on_a_mixed_folder(tmp_path: Path, model_path: Path, mixed_folder: P
     annotated = tmp_path / "annotated"
     runner = CliRunner()
     args = ["predict", str(model_path), str(mixed_folder), "--out", str(jsonl)]
-    result = runner.invoke(app, [*args, "--annotate", str(annotated)])
+    result = runner.invoke(app, [*args, "--annotate", str(annotated), "--detector", "haar"])
     assert result.exit_code == 0, result.output
-    assert "corrupt.jpg" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.strip().splitlines() == [
+        f"skipped: {mixed_folder / 'corrupt.jpg'}: not an image (unknown file signature).",
+        "summary: 3 images read, 3 faces classified, 1 skipped",
+    ]
     records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    errors = {Path(r["source"]).name: r["error"] for r in records if "error" in r}
+    assert errors == {"corrupt.jpg": "not an image (unknown file signature)"}
+    records = [r for r in records if "error" not in r]
     assert {Path(r["source"]).name: r["label"] for r in records} == {
         "bright.png": "happy",
         "dark.png": "sad",
@@ -287,6 +304,8 @@ def test_cli_on_a_mixed_folder(tmp_path: Path, model_path: Path, mixed_folder: P
     result = runner.invoke(app, [*args[:3], "--out", str(table), "--faces", "none"])
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(table.read_text().splitlines()))
+    assert [row["error"] != "" for row in rows] == [True, False, False, False]
+    rows = rows[1:]
     assert [row["box_x"] for row in rows] == ["", "", ""]
     assert list(rows[0])[-3:] == CLASSES and float(rows[0]["happy"]) > 0.9
 
@@ -320,7 +339,7 @@ def test_cli_input_errors(tmp_path: Path, model_path: Path) -> None:
     assert isinstance(result.exception, DataError)
     assert "none of the 3 inputs" in str(result.exception)
     assert result.stderr.splitlines() == [
-        f"skipped: {corrupt}: not a readable image (corrupt, empty or an unknown format).",
+        f"skipped: {corrupt}: not an image (unknown file signature).",
         f"skipped: {video}: cannot be opened as a video.",
         "skipped: missing.png: not found.",
     ]

@@ -1,7 +1,10 @@
 """`emotionkit serve`: the HTTP API on the bundled model, through Starlette's TestClient.
 
-The bundled FER2013 model finds one face in tests/data/face_photo.png (Haar box
-(260, 101, 161, 161)) and calls it "happy" (p = 0.54): the same answer as `Predictor`.
+With the Haar detector (the app here is made with `detector="haar"`, which needs no extra
+package), the bundled FER2013 model finds one face in tests/data/face_photo.png (box
+(260, 101, 161, 161)) and calls it "happy": the same answer as `Predictor`. The default
+detector (MTCNN when installed) is checked against `emotionkit predict` in
+tests/test_faces_detectors.py.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ MAX_UPLOAD = 64 * 1024  # small, so the 413 tests send little
 @pytest.fixture(scope="module")
 def client() -> Iterator[TestClient]:
     # The context manager keeps one event loop for all requests, as uvicorn does.
-    with TestClient(create_app(max_upload_bytes=MAX_UPLOAD)) as test_client:
+    with TestClient(create_app(max_upload_bytes=MAX_UPLOAD, detector="haar")) as test_client:
         yield test_client
 
 
@@ -136,7 +139,7 @@ def test_multipart_over_the_limit_is_413(client: TestClient) -> None:
     ("body", "message"),
     [
         (b"", "no image"),
-        (b"hello, this is text", "not a JPEG or PNG"),
+        (b"hello, this is text", "not an image (unknown file signature)"),
         (FACE_PHOTO.read_bytes()[:2000], "corrupt PNG"),
         (b"\xff\xd8\xff\xe0" + b"\x00" * 100, "corrupt JPEG"),
         (png_header(100_000, 100_000), "at most 40,000,000 pixels"),
@@ -260,14 +263,20 @@ def test_serve_command_binds_localhost_and_warns_for_other_hosts(
     calls: list[tuple[Any, ...]] = []
     monkeypatch.setattr(
         "emotionkit.serve.server.run_server",
-        lambda model, host, port: calls.append((model, host, port)),
+        lambda model, host, port, detector: calls.append((model, host, port, detector)),
     )
     runner = CliRunner()
     local = runner.invoke(cli_app, ["serve"])
-    exposed = runner.invoke(cli_app, ["serve", "model.onnx", "--host", "0.0.0.0", "--port", "9000"])
+    exposed = runner.invoke(
+        cli_app,
+        ["serve", "model.onnx", "--host", "0.0.0.0", "--port", "9000", "--detector", "haar"],
+    )
     assert local.exit_code == 0 and "warning" not in local.output
     assert exposed.exit_code == 0 and "warning: --host 0.0.0.0" in exposed.output
-    assert calls == [(None, "127.0.0.1", 8000), (Path("model.onnx"), "0.0.0.0", 9000)]
+    assert calls == [
+        (None, "127.0.0.1", 8000, "auto"),
+        (Path("model.onnx"), "0.0.0.0", 9000, "haar"),
+    ]
 
 
 def test_serve_command_explains_a_missing_extra(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -303,3 +312,14 @@ def test_run_server_serves_the_app_on_uvicorn(monkeypatch: pytest.MonkeyPatch) -
     [call] = calls
     assert isinstance(call["app"], Starlette) and call["port"] == 8123
     assert call["access_log"] is False  # refused requests are logged by the app, once
+
+
+def test_uncertain_below_is_a_per_request_option(client: TestClient, photo: bytes) -> None:
+    [face] = client.post("/v1/predict?uncertain_below=0.999", content=photo).json()["faces"]
+    assert face["label"] == "uncertain" and max(face["probabilities"].values()) < 0.999
+    [face] = client.post("/v1/predict?uncertain_below=0.01", content=photo).json()["faces"]
+    assert face["label"] == "happy"
+    bad = client.post("/v1/predict?uncertain_below=2", content=photo)
+    assert bad.status_code == 400 and "uncertain_below must be" in bad.json()["error"]
+    described = client.get("/v1/model").json()
+    assert described["faces"]["detector"] == "haar" and described["targets"] == "single"

@@ -7,6 +7,8 @@ Keras or JAX: an import contract in pyproject.toml holds `emotionkit.predict` an
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -15,14 +17,21 @@ import typer
 from emotionkit.errors import EmotionkitError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from emotionkit.predict import Predictor
-    from emotionkit.predict.outputs import Annotator
+    from emotionkit.predict.display import LiveWindow
+    from emotionkit.predict.inputs import FrameResult, Skipped
+    from emotionkit.predict.outputs import Annotator, ResultWriter
     from emotionkit.predict.predictor import FaceMode, Prediction
+
+# `image_decode.MAX_IMAGE_PIXELS`, repeated so that `--help` imports no OpenCV.
+DEFAULT_MAX_PIXELS = 40_000_000
 
 
 def predict(
-    paths: list[Path] = typer.Argument(
-        ...,
+    paths: list[Path] | None = typer.Argument(
+        None,
         help="[MODEL] INPUT...: MODEL is an .onnx file or a run directory (export/model.onnx), "
         "default the bundled FER2013 model; INPUTs are image files, folders (searched "
         "recursively) or videos (.mp4 .avi .mov .mkv).",
@@ -34,8 +43,17 @@ def predict(
         help="auto | none. auto: classify small near-square images whole and each detected "
         "face of larger ones; none: classify every image whole.",
     ),
+    detector: str = typer.Option(
+        "auto",
+        "--detector",
+        help="auto | mtcnn | haar | none. auto: mtcnn when the faces extra is installed, "
+        "else OpenCV's Haar cascade; none: every image whole.",
+    ),
     out: Path | None = typer.Option(
-        None, "--out", help="Also write the results to a .jsonl or .csv file.", show_default=False
+        None,
+        "--out",
+        help="Also write the results, as they come, to a .jsonl or .csv file.",
+        show_default=False,
     ),
     annotate: Path | None = typer.Option(
         None,
@@ -43,71 +61,206 @@ def predict(
         help="Folder for copies with boxes and labels drawn.",
         show_default=False,
     ),
-    every: int = typer.Option(10, "--every", min=1, help="Classify every Nth frame of a video."),
+    every: int | None = typer.Option(
+        None,
+        "--every",
+        min=1,
+        help="Classify every Nth frame of a video.",
+        show_default="10 for video files, 1 for --source",
+    ),
     cascade: Path | None = typer.Option(
         None,
         "--cascade",
-        help="OpenCV cascade XML for finding faces.",
+        help="OpenCV cascade XML for the haar detector.",
         show_default="OpenCV's haarcascade_frontalface_default.xml",
     ),
+    source: str | None = typer.Option(
+        None,
+        "--source",
+        help="Live input instead of INPUTs: a camera index (0), a stream URL (rtsp://...) or a "
+        "video file; an annotated window is shown when a display exists (q or Esc stops).",
+        show_default=False,
+    ),
+    smooth: bool = typer.Option(
+        False,
+        "--smooth",
+        help="Videos and --source: follow each face across frames and average its "
+        "probabilities over time, so labels do not flicker.",
+    ),
+    smooth_weight: float = typer.Option(
+        0.4, "--smooth-weight", min=0.01, max=1.0, help="The new frame's share of the average."
+    ),
+    uncertain_below: float | None = typer.Option(
+        None,
+        "--uncertain-below",
+        min=0.0,
+        max=1.0,
+        help="Label a face 'uncertain' when no class is at least this probable.",
+        show_default="off",
+    ),
+    max_pixels: int = typer.Option(
+        DEFAULT_MAX_PIXELS,
+        "--max-pixels",
+        min=1,
+        help="Skip images whose header declares more pixels (read before decoding).",
+    ),
 ) -> None:
-    """Classify facial expressions in images, folders and videos with an exported ONNX model.
+    """Classify facial expressions in images, folders, videos and cameras with an ONNX model.
 
     Runs on onnxruntime and OpenCV only: no TensorFlow, Keras or JAX.
-    Unreadable inputs are reported on stderr and skipped; if none can be read, exit code 2.
-    See docs/predict.md.
+    Inputs that fail are reported on stderr and in --out, and skipped.
+    If none can be read, exit code 2. See docs/predict.md.
     """
-    from rich.console import Console
-
-    from emotionkit.errors import DataError
     from emotionkit.predict import Predictor
-    from emotionkit.predict.outputs import (
-        Annotator,
-        check_results_path,
-        results_table,
-        write_results,
-    )
+    from emotionkit.predict.outputs import check_results_path
 
     if faces not in ("auto", "none"):
         raise EmotionkitError(f"--faces must be auto or none, got {faces!r}.")
     if out is not None:
         check_results_path(out)
-    model, inputs = _model_and_inputs(paths)
-    predictor = Predictor(model, cascade=cascade)
-    annotator = None if annotate is None else Annotator(annotate)
-    predictions = _predict_inputs(predictor, inputs, cast("FaceMode", faces), every, annotator)
-    if not predictions:
-        raise DataError(f"none of the {len(inputs)} inputs could be read (see above).")
-    Console().print(results_table(predictions))
-    if out is not None:
-        write_results(predictions, out, predictor.class_names)
-        typer.echo(str(out))
+    model, inputs = _model_and_inputs(paths or [], live=source is not None)
+    predictor = Predictor(
+        model,
+        detector="none" if faces == "none" else detector,
+        cascade=cascade,
+        uncertain_below=uncertain_below,
+    )
+    options = _Options(out, annotate, source, every, smooth, smooth_weight, max_pixels)
+    _run_predictions(predictor, inputs, cast("FaceMode", faces), options)
 
 
-def _predict_inputs(
+@dataclass(frozen=True)
+class _Options:
+    out: Path | None
+    annotate: Path | None
+    source: str | None
+    every: int | None
+    smooth: bool
+    smooth_weight: float
+    max_pixels: int
+
+
+def _run_predictions(
+    predictor: Predictor, inputs: list[Path], faces: FaceMode, options: _Options
+) -> None:
+    """Classify, writing each result as it comes; the table and a summary at the end."""
+    from contextlib import nullcontext
+
+    from rich.console import Console
+
+    from emotionkit.errors import DataError
+    from emotionkit.predict.display import LiveWindow
+    from emotionkit.predict.outputs import Annotator, ResultWriter, results_table
+
+    annotator = None if options.annotate is None else Annotator(options.annotate)
+    window = LiveWindow() if options.source is not None else None
+    summary = _Summary()
+    writer_context = (
+        nullcontext(None)
+        if options.out is None
+        else ResultWriter(options.out, predictor.class_names)
+    )
+    with writer_context as writer:
+
+        def report_skipped(skipped: Skipped) -> None:
+            typer.echo(f"skipped: {skipped}", err=True)
+            summary.skipped += 1
+            if writer is not None:
+                writer.skipped(skipped)
+
+        results = _results(predictor, inputs, faces, options, report_skipped)
+        try:
+            _consume(results, summary, writer, annotator, window)
+        except KeyboardInterrupt:
+            summary.interrupted = True
+        finally:
+            if window is not None:
+                window.close()
+    if not summary.predictions:
+        if summary.interrupted:
+            raise typer.Exit(130)
+        raise DataError(f"none of the {len(inputs) or 1} inputs could be read (see above).")
+    Console().print(results_table(summary.predictions))
+    typer.echo(summary.line(), err=True)
+    if options.out is not None:
+        typer.echo(str(options.out))
+    if summary.interrupted:
+        raise typer.Exit(130)
+
+
+def _results(
     predictor: Predictor,
     inputs: list[Path],
     faces: FaceMode,
-    every: int,
+    options: _Options,
+    on_error: Callable[[Skipped], None],
+) -> Iterator[FrameResult]:
+    """The results of the inputs (or of `--source`), tracked and smoothed with `--smooth`."""
+    from emotionkit.predict.inputs import iter_frames, iter_source, predict_frames
+    from emotionkit.predict.tracking import smooth_results
+
+    if options.source is not None:
+        frames = iter_source(options.source, options.every or 1, on_error)
+        results = predict_frames(predictor, frames, on_error, faces, frames_per_call=1)
+    else:
+        frames = iter_frames(inputs, options.every or 10, on_error, options.max_pixels)
+        results = predict_frames(predictor, frames, on_error, faces)
+    if options.smooth:
+        return smooth_results(results, predictor.labelled, options.smooth_weight)
+    return results
+
+
+def _consume(
+    results: Iterator[FrameResult],
+    summary: _Summary,
+    writer: ResultWriter | None,
     annotator: Annotator | None,
-) -> list[Prediction]:
-    """Every prediction over the inputs; unreadable ones are reported on stderr and skipped."""
-    from emotionkit.predict import predict_inputs
-
-    def report_skipped(message: str) -> None:
-        typer.echo(f"skipped: {message}", err=True)
-
-    predictions: list[Prediction] = []
-    for result in predict_inputs(predictor, inputs, report_skipped, faces=faces, every=every):
-        predictions.extend(result.predictions)
+    window: LiveWindow | None,
+) -> None:
+    for result in results:
+        summary.add(result.predictions, video=result.frame.frame is not None)
+        if writer is not None:
+            writer.write(result.predictions)
         if annotator is not None:
             annotator.write(result)
-    return predictions
+        if window is not None and not window.show(result):
+            break
 
 
-def _model_and_inputs(paths: list[Path]) -> tuple[Path, list[Path]]:
+@dataclass
+class _Summary:
+    """What the run did, for the last line on stderr."""
+
+    predictions: list[Prediction] = field(default_factory=list)
+    images: int = 0
+    frames: int = 0
+    faces: int = 0
+    skipped: int = 0
+    interrupted: bool = False
+
+    def add(self, predictions: list[Prediction], video: bool) -> None:
+        self.predictions.extend(predictions)
+        self.frames += video
+        self.images += not video
+        self.faces += sum(p.label is not None for p in predictions)
+
+    def line(self) -> str:
+        read = _count(self.images, "image")
+        if self.frames:
+            read += " and " + _count(self.frames, "video frame")
+        text = f"summary: {read} read, {_count(self.faces, 'face')} classified, "
+        text += f"{self.skipped:,} skipped"
+        return text + (" (interrupted: the results so far are kept)" if self.interrupted else "")
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number:,} {noun}" + ("" if number == 1 else "s")
+
+
+def _model_and_inputs(paths: list[Path], live: bool = False) -> tuple[Path, list[Path]]:
     """Split `[MODEL] INPUT...`: the first path is the model when it is an .onnx file or a
-    run directory; otherwise every path is an input and the bundled model runs.
+    run directory; otherwise every path is an input and the bundled model runs. With
+    `live` (`--source`), MODEL alone or nothing.
 
     A run directory is never read as a folder of images: one without `export/model.onnx`
     stops with the command that makes it.
@@ -115,10 +268,18 @@ def _model_and_inputs(paths: list[Path]) -> tuple[Path, list[Path]]:
     from emotionkit.bundled import bundled_model_path
     from emotionkit.predict.onnx_model import resolve_model_path
 
+    if not paths:
+        if live:
+            return bundled_model_path(), []
+        raise EmotionkitError("give at least one image, folder or video (or --source).")
     first = paths[0]
     if (first / "recipe.yaml").is_file():
         resolve_model_path(first)  # raises, naming the missing file and `emotionkit export`
     is_model = first.suffix == ".onnx" or (first / "export" / "model.onnx").is_file()
+    if live and (len(paths) > 1 or not is_model):
+        raise EmotionkitError("--source reads one live input: give MODEL at most, no INPUTs.")
+    if live:
+        return first, []
     if is_model and len(paths) > 1:
         return first, paths[1:]
     if is_model:
@@ -140,6 +301,11 @@ def serve(
         help="Address to listen on. 0.0.0.0 exposes the server (no auth, no TLS) to the network.",
     ),
     port: int = typer.Option(8000, "--port", min=1, max=65535, help="TCP port."),
+    detector: str = typer.Option(
+        "auto",
+        "--detector",
+        help="auto | mtcnn | haar | none: the face detector, as for `emotionkit predict`.",
+    ),
 ) -> None:
     """Serve a model over HTTP: POST /v1/predict, GET /v1/model, /healthz and a demo page at /.
 
@@ -162,7 +328,7 @@ def serve(
             "no authentication and no TLS. Use it only on a network you trust.",
             err=True,
         )
-    run_server(model, host=host, port=port)
+    run_server(model, host=host, port=port, detector=detector)
 
 
 def models_list() -> None:

@@ -13,20 +13,32 @@ Example:
 
 from __future__ import annotations
 
-from emotionkit.predict.faces import Box, FaceDetector, HaarFaceDetector, is_face_crop
-from emotionkit.predict.inputs import FrameResult, predict_inputs, read_image
+from emotionkit.predict.crops import CropPolicy, face_crop
+from emotionkit.predict.detectors import build_detector
+from emotionkit.predict.faces import Box, Detection, FaceDetector, HaarFaceDetector, is_face_crop
+from emotionkit.predict.inputs import FrameResult, Skipped, predict_inputs, read_image
+from emotionkit.predict.mtcnn import MtcnnFaceDetector
 from emotionkit.predict.onnx_model import ModelInfo
 from emotionkit.predict.predictor import Prediction, Predictor
+from emotionkit.predict.tracking import FaceTracker, smooth_results
 
 __all__ = [
     "Box",
+    "CropPolicy",
+    "Detection",
     "FaceDetector",
+    "FaceTracker",
     "FrameResult",
     "HaarFaceDetector",
     "ModelInfo",
+    "MtcnnFaceDetector",
     "Prediction",
     "Predictor",
+    "Skipped",
+    "build_detector",
+    "face_crop",
     "is_face_crop",
     "predict_inputs",
     "read_image",
+    "smooth_results",
 ]

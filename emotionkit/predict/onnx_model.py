@@ -47,6 +47,9 @@ class ModelInfo:
         image_size: Input height and width in pixels (H == W).
         channels: 1 for grayscale, 3 for RGB.
         metadata: Every `metadata_props` entry, as stored (strings).
+        thresholds: For a multi-label model (metadata `targets: multi_label`, whose
+            `probabilities` are independent sigmoids), the per-class probability above which
+            a class is present; None for single-label models (softmax).
     """
 
     path: Path
@@ -54,6 +57,11 @@ class ModelInfo:
     image_size: int
     channels: int
     metadata: dict[str, str]
+    thresholds: tuple[float, ...] | None = None
+
+    @property
+    def multi_label(self) -> bool:
+        return self.thresholds is not None
 
 
 def resolve_model_path(path: Path) -> Path:
@@ -101,6 +109,7 @@ def read_model_info(session: ort.InferenceSession, path: Path) -> ModelInfo:
         image_size=_parse_int(metadata, "image_size", path),
         channels=_parse_int(metadata, "channels", path),
         metadata=metadata,
+        thresholds=_parse_thresholds(metadata, path),
     )
     _check_metadata_values(info, path)
     _check_signature(session, info, path)
@@ -115,6 +124,25 @@ def _parse_class_names(text: str, path: Path) -> tuple[str, ...]:
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
         raise DataError(f"{path}: metadata class_names must be a JSON list of names, got {text!r}.")
     return tuple(names)
+
+
+def _parse_thresholds(metadata: dict[str, str], path: Path) -> tuple[float, ...] | None:
+    """`thresholds` of a multi-label model (as export_formats.is_multi_label reads
+    `targets`); 0.5 each when a multi-label export carries none."""
+    if metadata.get("targets") != "multi_label":
+        return None
+    names: Any = json.loads(metadata["class_names"])
+    text = metadata.get("thresholds")
+    try:
+        values: Any = [0.5] * len(names) if text is None else json.loads(text)
+    except json.JSONDecodeError:
+        values = None
+    if not isinstance(values, list) or len(values) != len(names):
+        raise DataError(f"{path}: metadata thresholds must be a JSON list of {len(names)} numbers.")
+    try:
+        return tuple(float(value) for value in values)
+    except (TypeError, ValueError):
+        raise DataError(f"{path}: metadata thresholds must be numbers, got {text!r}.") from None
 
 
 def _parse_int(metadata: dict[str, str], key: str, path: Path) -> int:

@@ -1,4 +1,8 @@
-"""What `emotionkit predict` writes: a Rich table, JSON Lines or CSV, annotated copies."""
+"""What `emotionkit predict` writes: a Rich table, JSON Lines or CSV, annotated copies.
+
+`ResultWriter` writes each frame's rows as soon as it is classified and flushes them, so a
+crash or Ctrl-C keeps everything done so far; inputs that failed get a row with `error`.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,8 @@ import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import IO, Any
 
 import cv2
 import numpy as np
@@ -16,7 +21,7 @@ from rich.text import Text
 
 from emotionkit.errors import DataError
 from emotionkit.predict.faces import Box
-from emotionkit.predict.inputs import FrameResult
+from emotionkit.predict.inputs import FrameResult, Skipped
 from emotionkit.predict.predictor import Prediction
 
 RESULT_SUFFIXES = (".jsonl", ".csv")
@@ -25,6 +30,9 @@ ANNOTATE_MIN_SIDE = 256
 BOX_COLOUR = (0, 200, 0)  # BGR
 NO_FACE_COLOUR = (0, 0, 230)
 CSV_FIELDS = ("source", "frame", "box_x", "box_y", "box_w", "box_h", "label", "probability")
+# After the above, before the class columns: the multi-label labels, the --smooth track,
+# and why an input was skipped.
+CSV_EXTRA_FIELDS = ("labels", "track", "error")
 
 
 def check_results_path(path: Path) -> None:
@@ -56,46 +64,115 @@ def results_table(predictions: Sequence[Prediction]) -> Table:
             table.add_row(source, "-", Text("no face found", style="red"), "", "")
             continue
         top2 = ", ".join(f"{name} {prob:.2f}" for name, prob in p.top(2))
-        probability = f"{p.probabilities[p.label]:.3f}"
-        table.add_row(source, box_text(p.box), Text(p.label), probability, Text(top2))
+        probability = f"{p.probability:.3f}"
+        table.add_row(source, box_text(p.box), Text(label_text(p)), probability, Text(top2))
     return table
 
 
+def label_text(prediction: Prediction) -> str:
+    """The label, the classes above threshold for a multi-label model, `#track` if tracked."""
+    text = str(prediction.label)
+    if prediction.labels is not None:
+        text = "+".join(prediction.labels) or "(none above threshold)"
+    return text if prediction.track is None else f"{text} #{prediction.track}"
+
+
 def prediction_record(prediction: Prediction) -> dict[str, Any]:
-    """One JSON Lines record: box is [x, y, w, h] or null (whole image / no face)."""
-    label = prediction.label
-    return {
+    """One JSON Lines record: box is [x, y, w, h] or null (whole image / no face);
+    `labels` (multi-label models) and `track` (--smooth) only when set."""
+    record: dict[str, Any] = {
         "source": prediction.source,
         "frame": prediction.frame,
         "box": None if prediction.box is None else list(prediction.box),
-        "label": label,
-        "probability": None if label is None else prediction.probabilities[label],
+        "label": prediction.label,
+        "probability": prediction.probability,
         "probabilities": prediction.probabilities,
     }
+    if prediction.labels is not None:
+        record["labels"] = list(prediction.labels)
+    if prediction.track is not None:
+        record["track"] = prediction.track
+    return record
+
+
+def skipped_record(skipped: Skipped) -> dict[str, Any]:
+    """The record of an input that could not be classified: its `error`, no label."""
+    return {
+        "source": skipped.source,
+        "frame": skipped.frame,
+        "box": None,
+        "label": None,
+        "probability": None,
+        "probabilities": {},
+        "error": skipped.reason,
+    }
+
+
+class ResultWriter:
+    """JSON Lines or CSV by `path`'s suffix, written and flushed a frame at a time.
+
+    CSV has one probability column per class, after `CSV_FIELDS` and `CSV_EXTRA_FIELDS`.
+    Use it as a context manager: the file is closed however the run ends.
+    """
+
+    def __init__(self, path: Path, class_names: Sequence[str]) -> None:
+        check_results_path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.handle: IO[str] = path.open("w", newline="", encoding="utf-8")
+        self.csv: csv.DictWriter[str] | None = None
+        if path.suffix.lower() == ".csv":
+            fields = [*CSV_FIELDS, *CSV_EXTRA_FIELDS, *class_names]
+            self.csv = csv.DictWriter(self.handle, fieldnames=fields)
+            self.csv.writeheader()
+            self.handle.flush()
+
+    def write(self, predictions: Sequence[Prediction]) -> None:
+        """The rows of one frame, flushed to the file."""
+        self._rows([prediction_record(p) for p in predictions])
+
+    def skipped(self, skipped: Skipped) -> None:
+        """The row of an input (or frame) that was skipped, with its reason."""
+        self._rows([skipped_record(skipped)])
+
+    def _rows(self, records: list[dict[str, Any]]) -> None:
+        if self.csv is None:
+            self.handle.write("".join(json.dumps(r) + "\n" for r in records))
+        else:
+            self.csv.writerows(_csv_row(r) for r in records)
+        self.handle.flush()
+
+    def close(self) -> None:
+        self.handle.close()
+
+    def __enter__(self) -> ResultWriter:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
 def write_results(
     predictions: Sequence[Prediction], path: Path, class_names: Sequence[str]
 ) -> None:
-    """JSON Lines or CSV by `path`'s suffix; CSV has one probability column per class."""
-    check_results_path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() == ".jsonl":
-        lines = (json.dumps(prediction_record(p)) + "\n" for p in predictions)
-        path.write_text("".join(lines), encoding="utf-8")
-        return
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=[*CSV_FIELDS, *class_names])
-        writer.writeheader()
-        writer.writerows(_csv_row(p) for p in predictions)
+    """All `predictions` to a JSON Lines or CSV file at once (see `ResultWriter`)."""
+    with ResultWriter(path, class_names) as writer:
+        writer.write(predictions)
 
 
-def _csv_row(prediction: Prediction) -> dict[str, Any]:
+def _csv_row(record: dict[str, Any]) -> dict[str, Any]:
     """A flat CSV row: empty cells where JSON Lines has null."""
-    record = prediction_record(prediction)
     row = {key: record[key] for key in ("source", "frame", "label", "probability")}
     row.update(zip(("box_x", "box_y", "box_w", "box_h"), record["box"] or ("",) * 4, strict=True))
-    row.update(prediction.probabilities)
+    row["labels"] = ";".join(record.get("labels", []))
+    row["track"] = record.get("track", "")
+    row["error"] = record.get("error", "")
+    row.update(record["probabilities"])
     return row
 
 
@@ -151,7 +228,7 @@ def draw_predictions(result: FrameResult) -> np.ndarray:
         if p.label is None:
             _put_text(image, "no face found", (4, 4), font, thick, NO_FACE_COLOUR)
             continue
-        text = f"{p.label} {p.probabilities[p.label]:.2f}"
+        text = f"{label_text(p)} {p.probability:.2f}"
         if p.box is None:
             _put_text(image, text, (4, 4), font, thick, BOX_COLOUR)
             continue

@@ -10,20 +10,24 @@ from typing import Literal
 import numpy as np
 
 from emotionkit.errors import DataError
+from emotionkit.image_decode import to_model_pixels
+from emotionkit.predict.crops import CropPolicy, face_crop
+from emotionkit.predict.detectors import build_detector
 from emotionkit.predict.faces import (
     Box,
+    Detection,
     FaceDetector,
-    HaarFaceDetector,
     as_pixels,
-    expand_box,
+    find_faces,
     is_face_crop,
-    to_gray_uint8,
-    to_model_pixels,
 )
-from emotionkit.predict.onnx_model import INPUT_NAME, open_session
+from emotionkit.predict.onnx_model import INPUT_NAME, ModelInfo, open_session
 
 FaceMode = Literal["auto", "none"]
 Images = np.ndarray | Sequence[np.ndarray]
+UNCERTAIN = "uncertain"
+# The crop margin for a detector that names none (a callable passed in): Haar's.
+DEFAULT_CROP_MARGIN = 0.0
 
 
 @dataclass(frozen=True)
@@ -31,14 +35,18 @@ class Prediction:
     """One classified face (or whole image) of one input image.
 
     Attributes:
-        label: The most probable class, or None when `faces="auto"` found no face.
+        label: The most probable class; `"uncertain"` when the predictor has an
+            `uncertain_below` and no class reaches it; None when `faces="auto"` found no face.
         probabilities: Class name -> probability, in the model's class order (empty when
-            no face was found).
+            no face was found). Softmax, or independent sigmoids for a multi-label model.
         box: The face (x, y, width, height) in the input image's pixels, or None when the
             whole image was classified.
         source: Where the image came from (a file name) when known.
         frame: The frame index for a video input, else None.
         image_index: The image's position in the batch given to `Predictor.predict`.
+        labels: For a multi-label model, every class above its threshold; else None.
+        score: The face detector's confidence, when it gives one.
+        track: With `--smooth`, the face's track id within its video or stream.
     """
 
     label: str | None
@@ -47,6 +55,14 @@ class Prediction:
     source: str | None = None
     frame: int | None = None
     image_index: int = 0
+    labels: tuple[str, ...] | None = None
+    score: float | None = None
+    track: int | None = None
+
+    @property
+    def probability(self) -> float | None:
+        """The probability of the most probable class (None when no face was found)."""
+        return max(self.probabilities.values()) if self.probabilities else None
 
     def top(self, k: int = 2) -> list[tuple[str, float]]:
         """The `k` most probable (class, probability) pairs, best first."""
@@ -59,7 +75,7 @@ class _Crop:
     """A model-ready crop and where it came from; no pixels: no face was found."""
 
     image_index: int
-    box: Box | None
+    face: Detection | None
     pixels: np.ndarray | None
 
 
@@ -68,10 +84,13 @@ class Predictor:
 
     Args:
         model: An `.onnx` file, or a run directory (its `export/model.onnx` is used).
-        detector: A face detector (grayscale uint8 image -> boxes); OpenCV's Haar
-            cascade by default.
-        cascade: An OpenCV cascade XML for the default detector (not with `detector`).
+        detector: A detector name (`auto`: MTCNN when `emotionkit[faces]` is installed, else
+            Haar; `mtcnn`, `haar`, `none`: every image whole) or a `FaceDetector` callable.
+        cascade: An OpenCV cascade XML for the Haar detector.
         batch_size: Most crops per `session.run` call, to bound memory on big batches.
+        crop: How a face is cut out (margin, square, eye alignment): `CropPolicy`.
+        uncertain_below: Label a face `"uncertain"` when no class is at least this probable
+            (single-label models); None (default) never does.
 
     Example:
         >>> predictor = Predictor("runs/quickstart/export/model.onnx")  # doctest: +SKIP
@@ -82,22 +101,38 @@ class Predictor:
     def __init__(
         self,
         model: str | Path,
-        detector: FaceDetector | None = None,
+        detector: str | FaceDetector | None = "auto",
         cascade: str | Path | None = None,
         batch_size: int = 64,
+        crop: CropPolicy | None = None,
+        uncertain_below: float | None = None,
     ) -> None:
-        if detector is not None and cascade is not None:
+        if uncertain_below is not None and not 0 < uncertain_below <= 1:
+            raise DataError(f"uncertain_below must be in (0, 1], got {uncertain_below}.")
+        cascade_path = None if cascade is None else Path(cascade)
+        if callable(detector) and cascade is not None:
             raise DataError("give a face detector or a cascade file, not both.")
         self.session, self.info = open_session(Path(model))
-        self.detector: FaceDetector = detector or HaarFaceDetector(
-            None if cascade is None else Path(cascade)
+        self.detector: FaceDetector | None = (
+            build_detector(detector or "auto", cascade_path)
+            if isinstance(detector, str) or detector is None
+            else detector
         )
         self.batch_size = batch_size
+        self.crop = crop or CropPolicy()
+        self.uncertain_below = uncertain_below
 
     @property
     def class_names(self) -> tuple[str, ...]:
         """The model's class names, in output order."""
         return self.info.class_names
+
+    @property
+    def detector_name(self) -> str:
+        """`mtcnn`, `haar`, `none`, or `custom` for a detector passed as a callable."""
+        if self.detector is None:
+            return "none"
+        return str(getattr(self.detector, "name", "custom"))
 
     def predict(
         self,
@@ -131,20 +166,49 @@ class Predictor:
         names = sources if sources is not None else [None] * len(batch)
         return self._assemble(crops, probabilities, names)
 
+    def labelled(
+        self,
+        probabilities: dict[str, float],
+        box: Box | None = None,
+        source: str | None = None,
+        frame: int | None = None,
+        image_index: int = 0,
+        score: float | None = None,
+        track: int | None = None,
+    ) -> Prediction:
+        """A Prediction for `probabilities` with its label(s) by this predictor's rules:
+        the most probable class, `"uncertain"` below `uncertain_below`, and for a multi-label
+        model the classes above their thresholds. The other arguments are Prediction's."""
+        label = max(probabilities, key=probabilities.__getitem__)
+        labels = None
+        if self.info.thresholds is not None:
+            pairs = zip(self.class_names, self.info.thresholds, strict=True)
+            labels = tuple(name for name, cut in pairs if probabilities[name] >= cut)
+        elif self.uncertain_below is not None and probabilities[label] < self.uncertain_below:
+            label = UNCERTAIN
+        return Prediction(
+            label, probabilities, box, source, frame, image_index, labels, score, track
+        )
+
     def _crops(self, index: int, pixels: np.ndarray, faces: FaceMode) -> list[_Crop]:
         """The model inputs of one image: itself, or its detected faces."""
         size, channels = self.info.image_size, self.info.channels
-        if faces == "none" or is_face_crop(pixels.shape, size):
-            return [_Crop(index, None, to_model_pixels(pixels, channels, size))]
-        boxes = self.detector(to_gray_uint8(pixels))
-        if not boxes:
+        whole = faces == "none" or self.detector is None or is_face_crop(pixels.shape, size)
+        if whole:
+            return [_Crop(index, None, _model_input(pixels, channels, size))]
+        assert self.detector is not None
+        found = find_faces(self.detector, pixels)
+        if not found:
             return [_Crop(index, None, None)]
-        crops = []
-        for box in boxes:
-            x, y, w, h = expand_box(box, pixels.shape)
-            region = pixels[y : y + h, x : x + w]
-            crops.append(_Crop(index, box, to_model_pixels(region, channels, size)))
-        return crops
+        margin = float(getattr(self.detector, "crop_margin", DEFAULT_CROP_MARGIN))
+        return [
+            _Crop(
+                index,
+                face,
+                _model_input(face_crop(pixels, face, self.crop, margin), channels, size),
+            )
+            for face in found
+        ]
 
     def _run(self, crops: list[np.ndarray]) -> np.ndarray:
         """Probabilities [len(crops), K], `batch_size` crops per session.run call."""
@@ -168,9 +232,22 @@ class Predictor:
                 predictions.append(Prediction(None, source=source, image_index=crop.image_index))
                 continue
             scores = dict(zip(self.class_names, (float(p) for p in next(rows)), strict=True))
-            label = max(scores, key=scores.__getitem__)
-            predictions.append(Prediction(label, scores, crop.box, source, None, crop.image_index))
+            face = crop.face
+            predictions.append(
+                self.labelled(
+                    scores,
+                    box=None if face is None else face.box,
+                    source=source,
+                    image_index=crop.image_index,
+                    score=None if face is None else face.score,
+                )
+            )
         return predictions
+
+
+def _model_input(pixels: np.ndarray, channels: int, size: int) -> np.ndarray:
+    """float32 (size, size, channels): `image_decode.to_model_pixels`, as training's."""
+    return to_model_pixels(pixels, channels, size).astype(np.float32)
 
 
 def split_batch(images: Images) -> list[np.ndarray]:
@@ -189,3 +266,6 @@ def split_batch(images: Images) -> list[np.ndarray]:
     if not batch:
         raise DataError("no images given to predict.")
     return batch
+
+
+__all__ = ["UNCERTAIN", "FaceMode", "ModelInfo", "Prediction", "Predictor", "split_batch"]

@@ -64,6 +64,7 @@ class _Server:
         faces = request.query_params.get("faces", "auto")
         if faces not in ("auto", "none"):
             raise HTTPException(400, f"faces must be auto or none, got {faces!r}.")
+        uncertain_below = _probability(request.query_params.get("uncertain_below"))
         data = await read_image_bytes(request, self.max_upload_bytes)
         try:
             answer = await anyio.to_thread.run_sync(
@@ -72,6 +73,7 @@ class _Server:
                 data,
                 cast(FaceMode, faces),
                 self.max_image_pixels,
+                uncertain_below,
                 limiter=self.thread_limiter(),
             )
         except ImageError as error:
@@ -104,6 +106,7 @@ def create_app(
     model_path: str | Path | None = None,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
     max_image_pixels: int = MAX_IMAGE_PIXELS,
+    detector: str = "auto",
 ) -> Starlette:
     """The HTTP app serving one ONNX model (the bundled FER2013 model by default).
 
@@ -114,6 +117,8 @@ def create_app(
         model_path: An exported `.onnx` file or run directory; None for the bundled model.
         max_upload_bytes: Larger request bodies are refused with 413.
         max_image_pixels: Images whose header declares more pixels are refused with 400.
+        detector: The face detector, as `emotionkit predict --detector` (auto, mtcnn, haar,
+            none): the same detector and crop policy as the command.
 
     Example:
         >>> import uvicorn
@@ -122,7 +127,7 @@ def create_app(
     quiet_decoder_warnings()
     path = bundled_model_path() if model_path is None else Path(model_path)
     page = (resources.files("emotionkit.serve") / "static" / "index.html").read_text("utf-8")
-    server = _Server(load_predictor(path), max_upload_bytes, max_image_pixels, page)
+    server = _Server(load_predictor(path, detector), max_upload_bytes, max_image_pixels, page)
     routes = [
         Route("/", server.index, methods=["GET"]),
         Route("/healthz", server.healthz, methods=["GET"]),
@@ -137,6 +142,19 @@ async def _http_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, HTTPException)
     logger.warning("%s -> %d: %s", _describe(request), error.status_code, error.detail)
     return JSONResponse({"error": error.detail}, error.status_code, headers=error.headers)
+
+
+def _probability(text: str | None) -> float | None:
+    """The `uncertain_below` query parameter: a probability in (0, 1], or absent."""
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 1:
+        raise HTTPException(400, f"uncertain_below must be a number in (0, 1], got {text!r}.")
+    return value
 
 
 def _describe(request: Request) -> str:

@@ -1,22 +1,21 @@
 """The model behind the server: one shared `Predictor`, and the JSON it answers with.
 
-onnxruntime's `InferenceSession.run` is thread-safe, so one session serves every request.
-OpenCV's `CascadeClassifier` is not (it keeps per-image buffers in the object), so each
-worker thread gets its own Haar detector.
+The Predictor is `emotionkit predict`'s, with the same detector (`build_detector`) and crop
+policy, so the demo page and the command find and cut out the same faces. onnxruntime's
+`InferenceSession.run` is thread-safe, so one session (and MTCNN's three) serves every
+request; OpenCV's `CascadeClassifier` is not, so with the Haar detector each worker thread
+gets its own (`build_detector(thread_safe=True)`).
 """
 
 from __future__ import annotations
 
-import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from emotionkit.bundled import PROVENANCE_KEYS
-from emotionkit.predict import HaarFaceDetector, Predictor
-from emotionkit.predict.faces import Box
-from emotionkit.predict.predictor import FaceMode, Prediction
+from emotionkit.predict import Predictor, build_detector
+from emotionkit.predict.predictor import UNCERTAIN, FaceMode, Prediction
 from emotionkit.serve.images import decode_image
 
 # Metadata shown by GET /v1/model besides the training provenance; `recipe_yaml` (the
@@ -30,24 +29,9 @@ EXTRA_METADATA_KEYS = (
 )
 
 
-class PerThreadHaarDetector:
-    """A `FaceDetector` that gives every calling thread its own `HaarFaceDetector`."""
-
-    def __init__(self, cascade: Path | None = None) -> None:
-        self.cascade = cascade
-        self._local = threading.local()
-
-    def __call__(self, gray: np.ndarray) -> list[Box]:
-        """The faces in `gray`, found with this thread's cascade (created on first use)."""
-        detector = getattr(self._local, "detector", None)
-        if detector is None:
-            detector = self._local.detector = HaarFaceDetector(self.cascade)
-        return detector(gray)
-
-
-def load_predictor(model_path: Path) -> Predictor:
+def load_predictor(model_path: Path, detector: str = "auto") -> Predictor:
     """The server's one `Predictor`: `model_path`'s session and thread-safe face finding."""
-    return Predictor(model_path, detector=PerThreadHaarDetector())
+    return Predictor(model_path, detector=build_detector(detector, thread_safe=True))
 
 
 def model_id(predictor: Predictor) -> dict[str, str | None]:
@@ -75,19 +59,29 @@ def model_description(predictor: Predictor, limits: dict[str, int]) -> dict[str,
         },
         "provenance": {key: info.metadata[key] for key in keys if key in info.metadata},
         "limits": limits,
+        "faces": {"detector": predictor.detector_name, "crop": vars(predictor.crop)},
+        "targets": "multi_label" if info.multi_label else "single",
     }
 
 
 def classify_upload(
-    predictor: Predictor, data: bytes, faces: FaceMode, max_pixels: int
+    predictor: Predictor,
+    data: bytes,
+    faces: FaceMode,
+    max_pixels: int,
+    uncertain_below: float | None = None,
 ) -> dict[str, Any]:
-    """Decode an uploaded JPEG/PNG and classify its faces: the POST /v1/predict answer.
+    """Decode an uploaded image and classify its faces: the POST /v1/predict answer.
 
     Blocking (decoding, face finding and the model run are all CPU work): the app calls it
     in a worker thread. Raises `ImageError` for bytes that are not an acceptable image.
+    With `uncertain_below`, a face whose most probable class is less probable than that is
+    labelled "uncertain" (single-label models).
     """
     pixels = decode_image(data, max_pixels)
     predictions = predictor.predict(pixels, faces)
+    if uncertain_below is not None and not predictor.info.multi_label:
+        predictions = [_uncertain(p, uncertain_below) for p in predictions]
     height, width = pixels.shape[:2]
     return {
         "model": model_id(predictor),
@@ -97,9 +91,20 @@ def classify_upload(
 
 
 def face_json(prediction: Prediction) -> dict[str, Any]:
-    """One face: `box` [x, y, w, h] (null when the image was classified whole), label, scores."""
-    return {
+    """One face: `box` [x, y, w, h] (null when the image was classified whole), label,
+    scores; `labels` (the classes above their thresholds) for a multi-label model."""
+    answer: dict[str, Any] = {
         "box": None if prediction.box is None else list(prediction.box),
         "label": prediction.label,
         "probabilities": prediction.probabilities,
     }
+    if prediction.labels is not None:
+        answer["labels"] = list(prediction.labels)
+    return answer
+
+
+def _uncertain(prediction: Prediction, below: float) -> Prediction:
+    probability = prediction.probability
+    if probability is None or probability >= below:
+        return prediction
+    return replace(prediction, label=UNCERTAIN)

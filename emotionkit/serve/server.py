@@ -22,6 +22,7 @@ def run_server(
     host: str = "127.0.0.1",
     port: int = 8000,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+    detector: str = "auto",
 ) -> None:
     """Serve `model_path` (None: the bundled model) until interrupted.
 
@@ -32,5 +33,5 @@ def run_server(
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    app = create_app(model_path, max_upload_bytes=max_upload_bytes)
+    app = create_app(model_path, max_upload_bytes=max_upload_bytes, detector=detector)
     uvicorn.run(app, host=host, port=port, access_log=False)
