@@ -26,7 +26,8 @@ RUN pip install --no-deps . \
     && rm -rf /src
 
 RUN useradd --create-home --uid 10001 emotionkit
-USER emotionkit
+# By number: Kubernetes' runAsNonRoot can only verify a numeric user (hadolint DL3066).
+USER 10001
 WORKDIR /home/emotionkit
 EXPOSE 8000
 

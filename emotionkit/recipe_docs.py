@@ -207,6 +207,8 @@ def _type_name(annotation: Any) -> str:
     args = typing.get_args(annotation)
     if origin is typing.Literal:
         return " | ".join(_format_value(value) for value in args)
+    if origin is typing.Annotated:  # `list[Annotated[str, NameIn(LOGGERS)]]`: a list of str
+        return _type_name(args[0])
     if origin in _UNION_ORIGINS:
         return " | ".join(_type_name(arg) for arg in args)
     if origin is list:

@@ -6,9 +6,9 @@ Bad input (an `EmotionkitError`) prints one paragraph and exits with code 2; `--
 the traceback instead.
 
 The commands live in one module per group: `run_commands` (train, export),
-`evaluate_commands` (evaluate, report, compare, explain), `predict_commands` (predict, serve,
-models list) and `inspect_commands` (recipe, model, data). They are all registered below, in
-the order `emotionkit --help` lists them.
+`experiment_commands` (sweep, tune), `evaluate_commands` (evaluate, report, compare,
+explain), `predict_commands` (predict, serve, models list) and `inspect_commands` (recipe,
+model, data). They are all registered below, in the order `emotionkit --help` lists them.
 """
 
 from __future__ import annotations
@@ -19,7 +19,13 @@ import warnings
 
 import typer
 
-from emotionkit.cli import evaluate_commands, inspect_commands, predict_commands, run_commands
+from emotionkit.cli import (
+    evaluate_commands,
+    experiment_commands,
+    inspect_commands,
+    predict_commands,
+    run_commands,
+)
 from emotionkit.errors import EmotionkitError
 from emotionkit.runtime import VERBOSE_ENV
 
@@ -42,6 +48,8 @@ app.add_typer(runs_app, name="runs")
 
 app.command()(run_commands.train)
 app.command()(run_commands.export)
+app.command()(experiment_commands.sweep)
+app.command()(experiment_commands.tune)
 app.command()(evaluate_commands.evaluate)
 app.command()(evaluate_commands.report)
 app.command()(evaluate_commands.compare)

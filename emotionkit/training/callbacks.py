@@ -202,6 +202,17 @@ def latest_backups(directory: Path) -> list[Path]:
     return sorted(directory.glob("epoch_[0-9][0-9][0-9][0-9]"), reverse=True)
 
 
+class EpochLogs(keras.callbacks.Callback):
+    """Hands each epoch's logs to `log(epoch, logs)` (the run's experiment loggers)."""
+
+    def __init__(self, log: Callable[[int, dict[str, Any]], None]) -> None:
+        super().__init__()
+        self.log = log
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.log(epoch, dict(logs or {}))
+
+
 class ConfusionMatrixImage(keras.callbacks.Callback):
     """Every `every` epochs, the validation confusion matrix as a TensorBoard image.
 

@@ -1,4 +1,4 @@
-"""The built-in losses, schedules and optimizers, registered under their recipe names.
+"""The built-in losses, schedules, optimizers and loggers, registered under their recipe names.
 
 Each factory imports its Keras class when called: `training/spec.py` imports this module to
 register the names, and validating a recipe must not load a backend.
@@ -8,9 +8,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from emotionkit.training.registries import register_loss, register_optimizer, register_schedule
+from emotionkit.training.registries import (
+    register_logger,
+    register_loss,
+    register_optimizer,
+    register_schedule,
+)
 
 if TYPE_CHECKING:
+    from emotionkit.training.loggers import LoggerContext, RunLogger
     from emotionkit.training.schedules import StepPlan
     from emotionkit.training.spec import LossSpec, OptimizerSpec, ScheduleSpec
 
@@ -119,3 +125,27 @@ def _sgd(spec: OptimizerSpec, **kwargs: Any) -> Any:
     from emotionkit.training.fit import LayerwiseSGD
 
     return LayerwiseSGD(momentum=spec.momentum, nesterov=spec.nesterov, **kwargs)
+
+
+# --- built-in loggers: TensorBoard ships with the package, MLflow and W&B are extras ----------
+
+
+@register_logger("tensorboard", module="tensorboard")
+def _tensorboard(context: LoggerContext) -> RunLogger:
+    from emotionkit.training.loggers import TensorBoardLogger
+
+    return TensorBoardLogger(context)
+
+
+@register_logger("mlflow", module="mlflow", extra="mlflow")
+def _mlflow(context: LoggerContext) -> RunLogger:
+    from emotionkit.training.loggers import MlflowLogger
+
+    return MlflowLogger(context)
+
+
+@register_logger("wandb", module="wandb", extra="wandb")
+def _wandb(context: LoggerContext) -> RunLogger:
+    from emotionkit.training.loggers import WandbLogger
+
+    return WandbLogger(context)

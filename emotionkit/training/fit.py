@@ -13,7 +13,6 @@ from rich.console import Console
 from emotionkit.models.freeze import unfreeze_all
 from emotionkit.training.callbacks import (
     AtomicCheckpoint,
-    ConfusionMatrixImage,
     EarlyStop,
     LearningRateLogger,
     ResumeBackup,
@@ -26,6 +25,7 @@ from emotionkit.training.registries import OPTIMIZERS
 from emotionkit.training.schedules import build_schedule
 
 if TYPE_CHECKING:
+    from emotionkit.training.loggers import RunLoggers
     from emotionkit.training.spec import TrainSpec
 
 # Variables matched by these names get no weight decay: decaying BatchNorm scales and biases
@@ -198,6 +198,7 @@ def fit_model(
     resume_state: dict[str, Any] | None = None,
     class_names: list[str] | None = None,
     freeze_batchnorm: bool = False,
+    loggers: RunLoggers | None = None,
 ) -> FitResult:
     """Run `keras.Model.fit`, writing checkpoints, resume backups and history.csv to `run_dir`.
 
@@ -216,7 +217,9 @@ def fit_model(
 
     Args:
         extra_callbacks: more Keras callbacks for both phases (tests record weights with one).
-        class_names: for the TensorBoard confusion-matrix image (`train.tensorboard`).
+        class_names: for the TensorBoard confusion-matrix image (`train.loggers`).
+        loggers: the run's experiment loggers (`training.loggers.run_loggers`); their
+            callbacks see every epoch of both phases.
         resume_state: a backup's `state.json`: training continues after its `epoch` with
             the checkpoint and early-stopping state it recorded; the model must be the
             backup's (compiled, optimizer state included).
@@ -256,12 +259,8 @@ def fit_model(
         _build_compiled_state(model, val_data)
         csv = keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=first > 0)
         callbacks = [nan_guard, LearningRateLogger(), checkpoint, early_stop, csv, backup]
-        if spec.tensorboard:  # after LearningRateLogger, so `lr` is among the scalars
-            log_dir = run_dir / "tensorboard"
-            callbacks.insert(2, keras.callbacks.TensorBoard(str(log_dir)))
-            if class_names and spec.confusion_matrix_every:
-                every = spec.confusion_matrix_every
-                callbacks.append(ConfusionMatrixImage(log_dir, val_data, class_names, every))
+        if loggers is not None:  # after LearningRateLogger, so `lr` is among the scalars
+            callbacks[2:2] = loggers.fit_callbacks(val_data, class_names)
         if spec.optimizer.ema is not None:  # validate the averaged weights (swapped back after)
             callbacks.insert(0, keras.callbacks.SwapEMAWeights(swap_on_epoch=False))
         try:

@@ -1,9 +1,10 @@
-"""The training stage's registries: losses, learning-rate schedules and optimizers.
+"""The training stage's registries: losses, learning-rate schedules, optimizers and loggers.
 
-`train.loss.name`, `train.schedule.name` and `train.optimizer.name` accept exactly the names
-registered here. Each entry is a small factory that imports Keras only when called, so
-validating a recipe (`emotionkit recipe show`) never loads a backend. The built-in entries
-are in `training/catalog.py`; a new one is a decorated function in any module, e.g.
+`train.loss.name`, `train.schedule.name`, `train.optimizer.name` and `train.loggers` accept
+exactly the names registered here. Each entry is a small factory that imports Keras (or its
+logging library) only when called, so validating a recipe (`emotionkit recipe show`) never
+loads a backend. The built-in entries are in `training/catalog.py`; a new one is a decorated
+function in any module, e.g.
 
     @register_loss("poly1")
     def poly1(spec, alpha):
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from emotionkit.registry import Registry
 
 if TYPE_CHECKING:
+    from emotionkit.training.loggers import LoggerContext, RunLogger
     from emotionkit.training.schedules import StepPlan
     from emotionkit.training.spec import LossSpec, ScheduleSpec
 
@@ -28,6 +30,8 @@ ScheduleFactory = Callable[["ScheduleSpec", "StepPlan"], Any]
 """`(train.schedule, step plan) -> LearningRateSchedule` (or a float)."""
 OptimizerFactory = Callable[..., Any]
 """`(train.optimizer, **keras_kwargs) -> keras optimizer` (kwargs: rate, decay, EMA...)."""
+LoggerFactory = Callable[["LoggerContext"], "RunLogger"]
+"""`(run directory, train section, flattened recipe, saved state) -> a started RunLogger`."""
 
 
 @dataclass(frozen=True)
@@ -44,9 +48,18 @@ class ScheduleEntry:
     """`train.schedule.warmup_epochs: null` (one_cycle uses `pct_start` instead)."""
 
 
+@dataclass(frozen=True)
+class LoggerEntry:
+    build: LoggerFactory
+    module: str | None = None
+    """The library it needs (checked before a run starts), from the extra `extra`."""
+    extra: str | None = None
+
+
 LOSSES: Registry[LossEntry] = Registry("loss", "train.loss.name")
 SCHEDULES: Registry[ScheduleEntry] = Registry("schedule", "train.schedule.name")
 OPTIMIZERS: Registry[OptimizerFactory] = Registry("optimizer", "train.optimizer.name")
+LOGGERS: Registry[LoggerEntry] = Registry("logger", "train.loggers")
 
 
 def register_loss(name: str, *, soft_labels: bool = False) -> Callable[[LossFactory], LossFactory]:
@@ -74,6 +87,19 @@ def register_schedule(
 def register_optimizer(name: str) -> Callable[[OptimizerFactory], OptimizerFactory]:
     """Decorator: register an optimizer factory as `train.optimizer.name: name`."""
     return OPTIMIZERS.register(name)
+
+
+def register_logger(
+    name: str, *, module: str | None = None, extra: str | None = None
+) -> Callable[[LoggerFactory], LoggerFactory]:
+    """Decorator: register a logger factory as a `train.loggers` name; `module` is the
+    optional library it imports (installed by the package's extra `extra`)."""
+
+    def add(build: LoggerFactory) -> LoggerFactory:
+        LOGGERS.add(name, LoggerEntry(build, module, extra))
+        return build
+
+    return add
 
 
 def soft_label_losses() -> frozenset[str]:

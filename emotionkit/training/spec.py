@@ -11,7 +11,7 @@ from pydantic import Field, field_validator, model_validator
 
 from emotionkit.sections import NameIn, Section, reject_unused
 from emotionkit.training import catalog
-from emotionkit.training.registries import LOSSES, OPTIMIZERS, SCHEDULES
+from emotionkit.training.registries import LOGGERS, LOSSES, OPTIMIZERS, SCHEDULES
 
 BUILT_IN_CATALOG = catalog
 """Imported for its registrations: the built-in loss, schedule and optimizer names."""
@@ -249,13 +249,14 @@ class TrainSpec(Section):
     tensorboard: bool = Field(
         False,
         description="Write TensorBoard logs (per-epoch losses, metrics and learning rate) to "
-        "the run's `tensorboard/` folder: `tensorboard --logdir runs/`.",
+        "the run's `tensorboard/` folder: `tensorboard --logdir runs/`. The same as "
+        "`tensorboard` in `train.loggers`.",
     )
     confusion_matrix_every: int = Field(
         5,
         ge=0,
-        description="With `tensorboard`: every this many epochs, an image of the row-normalised "
-        "validation confusion matrix (0: never).",
+        description="With the `tensorboard` logger: every this many epochs, an image of the "
+        "row-normalised validation confusion matrix (0: never).",
     )
     keep_backups: int = Field(
         2,
@@ -279,6 +280,21 @@ class TrainSpec(Section):
         "that `model.freeze` held step at this multiple of the scheduled rate while the "
         "head keeps the full rate.",
     )
+
+    loggers: list[Annotated[str, NameIn(LOGGERS)]] = Field(
+        default_factory=list,
+        description="Experiment trackers that record the run: the recipe as parameters, "
+        "per-epoch metrics, the best checkpoint's per-class scores, and (MLflow, W&B) "
+        "metrics.json, history.csv, recipe.yaml and the ONNX model as artifacts. "
+        "`tensorboard` (the run's `tensorboard/`), `mlflow` (`MLFLOW_TRACKING_URI`, else a "
+        "file store in `RUNS_DIR/mlruns`; extra `mlflow`), `wandb` (offline unless "
+        "`WANDB_MODE` is set, in the run's `wandb/`; extra `wandb`). See docs/experiments.md.",
+    )
+
+    def logger_names(self) -> list[str]:
+        """`loggers`, plus `tensorboard` when the older `tensorboard: true` asks for it."""
+        names = list(dict.fromkeys(self.loggers))
+        return [*names, "tensorboard"] if self.tensorboard and "tensorboard" not in names else names
 
     @model_validator(mode="after")
     def _warmup_shorter_than_training(self) -> TrainSpec:

@@ -30,6 +30,7 @@ from emotionkit.workflow.stages import (
 
 if TYPE_CHECKING:
     from emotionkit.distribution import Distribution
+    from emotionkit.training.loggers import RunLoggers
 
 
 class TrainingFailedError(EmotionkitError):
@@ -113,10 +114,12 @@ def train(
         devices=_device_names(),
         distribution=plan,
     )
-    with _true_status(run_dir, console):
+    with _true_status(run_dir, console), _loggers(recipe, run_dir, distribution) as loggers:
         metrics, export = _run_stages(
-            recipe, choice, (distribution, plan), run_dir, console, callbacks, resuming=False
-        )
+            recipe, choice, (distribution, plan), run_dir, console, callbacks, resuming=False,
+            loggers=loggers,
+        )  # fmt: skip
+        loggers.finish(metrics)
     update_manifest(run_dir, status="completed", wall_seconds=round(time.time() - started, 1))
     return TrainResult(run_dir, metrics, export)
 
@@ -155,10 +158,12 @@ def resume(
         resumed=int(manifest.get("resumed", 0)) + 1,
         distribution=plan,
     )
-    with _true_status(run_dir, console):
+    with _true_status(run_dir, console), _loggers(recipe, run_dir, distribution) as loggers:
         metrics, export = _run_stages(
-            recipe, choice, (distribution, plan), run_dir, console, callbacks, resuming=True
-        )
+            recipe, choice, (distribution, plan), run_dir, console, callbacks, resuming=True,
+            loggers=loggers,
+        )  # fmt: skip
+        loggers.finish(metrics)
     wall = float(manifest.get("wall_seconds") or 0.0) + time.time() - started
     update_manifest(run_dir, status="completed", wall_seconds=round(wall, 1))
     return TrainResult(run_dir, metrics, export)
@@ -183,6 +188,20 @@ def _start_runtime(
     return choice, distribution, plan
 
 
+def _loggers(
+    recipe: Recipe, run_dir: Path, distribution: Distribution
+) -> contextlib.AbstractContextManager[RunLoggers]:
+    """The recipe's `train.loggers` for this run; process 0 alone logs a multi-host run."""
+    from emotionkit.evaluate.compare import flatten_recipe
+    from emotionkit.training.loggers import run_loggers
+
+    spec = recipe.train
+    if not distribution.is_chief:
+        spec = spec.model_copy(update={"loggers": [], "tensorboard": False})
+    params = flatten_recipe(recipe.model_dump(mode="json"))
+    return run_loggers(spec, run_dir, params, recipe.name)
+
+
 def _writable_runs_dir(runs_dir: str | Path, distribution: Distribution) -> Path:
     """Process 0 writes the run; other processes of a multi-host job write to a temp folder.
 
@@ -204,6 +223,7 @@ def _run_stages(
     callbacks: list[Any] | None,
     *,
     resuming: bool,
+    loggers: RunLoggers,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """data -> model -> fit -> evaluate the best checkpoint -> export; returns the last two."""
     from emotionkit.distribution import even_validation_batches, scaled_train_spec
@@ -233,7 +253,7 @@ def _run_stages(
             if balance and balance["weights"] else None,
             console=console, jit_compile=choice.jit_compile, extra_callbacks=callbacks,
             resume_state=resume_state, class_names=data.class_names,
-            freeze_batchnorm=recipe.model.freeze_batchnorm,
+            freeze_batchnorm=recipe.model.freeze_batchnorm, loggers=loggers,
         )  # fmt: skip
     if result.failure is not None:
         update_manifest(run_dir, status="failed", failure=result.failure)

@@ -25,15 +25,19 @@ if TYPE_CHECKING:
 
 
 def check_inputs(recipe: Recipe) -> None:
-    """What can be checked before a run directory exists: the data source and the weights.
+    """What can be checked before a run directory exists: the data source, the weights and
+    the loggers' libraries.
 
     Raises:
-        DataError, ModelError: naming the recipe field and the missing path or class.
+        DataError, ModelError, EmotionkitError: naming the recipe field and the missing
+            path, class or extra.
     """
     from emotionkit.data.sources import check_source
     from emotionkit.models.pretrained import resolve_weights_path
+    from emotionkit.training.loggers import check_loggers_installed
 
     check_source(recipe.data)
+    check_loggers_installed(recipe.train)
     if recipe.model.weights is not None:
         resolve_weights_path(recipe.model.weights)
 
