@@ -152,6 +152,7 @@ def test_mlflow_and_wandb_hold_a_tiny_runs_metrics(tmp_path: Path) -> None:
     assert {f"best/val_{name}_f1" for name in classes} <= set(run.data.metrics)
     assert {"lr", "loss", "val_loss"} <= set(run.data.metrics)
     assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {
+        "report.html",
         "metrics.json",
         "history.csv",
         "recipe.yaml",

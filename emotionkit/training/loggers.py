@@ -3,9 +3,10 @@
 Each logger records one run at three moments: at the start the flattened recipe as
 parameters; after every epoch the logged metrics (losses, metrics, learning rate and their
 `val_` twins); at the end the best checkpoint's scores, per class too
-(`best/val_<class>_f1`...), and the run's files as artifacts: `metrics.json` (the
-evaluation report), `history.csv`, `recipe.yaml`, `export/export.json` (the parity report)
-and the ONNX model. What a logger needs to pick a run up again (an MLflow run id, a W&B
+(`best/val_<class>_f1`...), and the run's files as artifacts: `report.html` (the
+self-contained report of `emotionkit report`, written for the loggers that keep files),
+`metrics.json`, `history.csv`, `recipe.yaml`, `export/export.json` (the parity report) and
+the ONNX model. What a logger needs to pick a run up again (an MLflow run id, a W&B
 run id) is kept in the manifest's `loggers`, so a resumed run logs into the same run.
 
 The loggers are registered in `training/catalog.py` (`LOGGERS`, see `registries.py`); each
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from emotionkit.training.spec import TrainSpec
 
 ARTIFACTS = (
+    "report.html",
     "recipe.yaml",
     "metrics.json",
     "history.csv",
@@ -71,6 +73,9 @@ class LoggerContext:
 class RunLogger:
     """A logger's hooks; the base class records nothing."""
 
+    keeps_files = True
+    """Whether `finish` stores artifacts (then the workflow writes `report.html` first)."""
+
     def fit_callbacks(self, val_data: Any, class_names: list[str] | None) -> list[Any]:
         """Keras callbacks of its own, for each `fit` (TensorBoard's writer)."""
         return []
@@ -95,6 +100,11 @@ class RunLoggers:
     def __init__(self, loggers: dict[str, RunLogger], run_dir: Path) -> None:
         self.loggers, self.run_dir = loggers, run_dir
         self.finished = False
+
+    @property
+    def keep_files(self) -> bool:
+        """Some logger stores the run's files: worth writing the report for it."""
+        return any(logger.keeps_files for logger in self.loggers.values())
 
     def fit_callbacks(self, val_data: Any, class_names: list[str] | None) -> list[Any]:
         """Each logger's own callbacks, then one that hands every epoch's logs to all."""
@@ -218,6 +228,8 @@ class TensorBoardLogger(RunLogger):
     matrix image every `train.confusion_matrix_every` epochs), and in `tensorboard/` the
     recipe as hyperparameters and the best checkpoint's scores. No artifacts: TensorBoard
     keeps none."""
+
+    keeps_files = False
 
     def __init__(self, context: LoggerContext) -> None:
         self.log_dir = context.run_dir / "tensorboard"

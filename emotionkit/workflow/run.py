@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
+import shutil
 import signal
 import tempfile
 import threading
@@ -119,7 +121,7 @@ def train(
             recipe, choice, (distribution, plan), run_dir, console, callbacks, resuming=False,
             loggers=loggers,
         )  # fmt: skip
-        loggers.finish(metrics)
+        _finish_loggers(loggers, run_dir, metrics)
     update_manifest(run_dir, status="completed", wall_seconds=round(time.time() - started, 1))
     return TrainResult(run_dir, metrics, export)
 
@@ -150,6 +152,7 @@ def resume(
     started = time.time()
     recipe = load_recipe(run_dir / "recipe.yaml")
     choice, distribution, plan = _start_runtime(recipe, console)
+    run_dir = _writable_run_copy(run_dir, distribution)
     update_manifest(
         run_dir,
         status="running",
@@ -163,10 +166,19 @@ def resume(
             recipe, choice, (distribution, plan), run_dir, console, callbacks, resuming=True,
             loggers=loggers,
         )  # fmt: skip
-        loggers.finish(metrics)
+        _finish_loggers(loggers, run_dir, metrics)
     wall = float(manifest.get("wall_seconds") or 0.0) + time.time() - started
     update_manifest(run_dir, status="completed", wall_seconds=round(wall, 1))
     return TrainResult(run_dir, metrics, export)
+
+
+def _finish_loggers(loggers: RunLoggers, run_dir: Path, metrics: dict[str, Any]) -> None:
+    """Hand the loggers the scores and files; `report.html` first when one keeps files."""
+    if loggers.keep_files:
+        from emotionkit.evaluate.evaluation import report_run
+
+        report_run(run_dir)
+    loggers.finish(metrics)
 
 
 def _start_runtime(
@@ -211,7 +223,18 @@ def _writable_runs_dir(runs_dir: str | Path, distribution: Distribution) -> Path
     """
     if distribution.is_chief:
         return Path(runs_dir)
-    return Path(tempfile.mkdtemp(prefix=f"emotionkit-process{distribution.process_index}-"))
+    scratch = tempfile.mkdtemp(prefix=f"emotionkit-process{distribution.process_index}-")
+    atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+    return Path(scratch)
+
+
+def _writable_run_copy(run_dir: Path, distribution: Distribution) -> Path:
+    """Resuming a multi-process run: process 0 continues `run_dir`, the others a scratch copy."""
+    if distribution.is_chief:
+        return run_dir
+    copy = _writable_runs_dir(run_dir.parent, distribution) / run_dir.name
+    shutil.copytree(run_dir, copy)
+    return copy
 
 
 def _run_stages(
@@ -226,7 +249,12 @@ def _run_stages(
     loggers: RunLoggers,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """data -> model -> fit -> evaluate the best checkpoint -> export; returns the last two."""
-    from emotionkit.distribution import even_validation_batches, scaled_train_spec
+    from emotionkit.distribution import (
+        even_validation_batches,
+        scaled_train_spec,
+        this_process_share,
+        this_process_stream,
+    )
     from emotionkit.training import fit_model
 
     prepared = prepare_data(recipe, run_dir, console, resuming=resuming)
@@ -242,9 +270,11 @@ def _run_stages(
         console.print(f"resuming after epoch {resume_state['epoch']}", highlight=False)
     augment_on = _place_augmentation(recipe, choice, model, run_dir, console)
     train_stream, datasets = split_datasets(recipe, prepared, augment_on)
+    train_stream = this_process_stream(train_stream, distribution)
     val_data = even_validation_batches(
         datasets["val"], len(data.splits["val"]), batch_size, distribution
     )
+    val_data = this_process_share(val_data, distribution)
     with distribution.scope():
         result = fit_model(
             model, train_stream, val_data, train_spec, run_dir,
