@@ -11,7 +11,7 @@ from pathlib import Path
 
 import nox
 
-nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.sessions = ["lint", "typecheck", "tests", "multihost"]
 nox.options.error_on_missing_interpreters = True
 # uv (when installed, e.g. `pip install nox uv`) builds the two ~2 GB test environments in
 # seconds from its cache instead of ~2 minutes each with pip; plain virtualenv otherwise.
@@ -73,10 +73,36 @@ def tests(session: nox.Session, backend: str) -> None:
         # (`nox -s browser`), not a timing-sensitive passenger on a loaded test run.
         "-m",
         "not browser",
+        # Two processes per launch, synchronised every step: its own session (`multihost`).
+        "--ignore=tests/test_multiprocess.py",
         "--durations=12",  # the slowest tests in every CI log: where the suite's time goes
         "--cov=emotionkit",
         "--cov-report=term-missing:skip-covered",
         f"--cov-fail-under={COVERAGE_FLOOR}",
+        *session.posargs,
+        env={"KERAS_BACKEND": backend},
+    )
+
+
+@nox.session
+@nox.parametrize("backend", ["tensorflow", "jax"])
+def multihost(session: nox.Session, backend: str) -> None:
+    """Multi-process data parallel on loopback (tests/test_multiprocess.py), per backend.
+
+    Each test launches two processes that import the framework and synchronise every step:
+    a few minutes per backend on 2 cores, serial (two jobs of two processes would starve each
+    other's collectives), so apart from `tests`. In the default sessions.
+    """
+    session.install(
+        "-e",
+        ".[jax]",
+        *nox.project.dependency_groups(PYPROJECT, "test"),
+        env={"UV_COMPILE_BYTECODE": "1"},
+    )
+    session.run(
+        "pytest",
+        "tests/test_multiprocess.py",
+        "--durations=5",
         *session.posargs,
         env={"KERAS_BACKEND": backend},
     )

@@ -16,7 +16,7 @@ import contextlib
 import json
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +36,16 @@ JAX_MULTIHOST_VARIABLES = (
     "KERAS_DISTRIBUTION_NUM_PROCESSES",
     "JAX_COORDINATOR_ADDRESS",
 )
+
+CPU_COLLECTIVE_TIMEOUT_SECONDS = 600
+"""XLA:CPU's limit on one collective (`--xla_cpu_collective_call_terminate_timeout_seconds`).
+
+XLA's own default, 40 s, aborts the whole process with a C++ check failure (`rendezvous.cc
+... Termination timeout for all reduce ... of 40 seconds exceeded`) when one virtual device's
+thread is starved of CPU, as on a 2-core machine shared with another training: no traceback,
+no `failed` status. Ten minutes is far above any step of a CPU job; a peer that really hangs
+still ends the run, and a lost process of a multi-process job is stopped by its launcher.
+A value already in `XLA_FLAGS` wins."""
 
 
 @dataclass
@@ -114,10 +124,84 @@ def jax_multihost_requested() -> bool:
     return int(os.environ.get("SLURM_NTASKS") or 1) > 1 and "SLURM_JOB_ID" in os.environ
 
 
+def raise_cpu_collective_timeout() -> None:
+    """Add `CPU_COLLECTIVE_TIMEOUT_SECONDS` to `XLA_FLAGS` unless the flag is set there.
+
+    XLA reads `XLA_FLAGS` once, when JAX creates its first backend (the first device list),
+    not when Keras imports JAX: this runs before that, in `_start_jax`.
+    """
+    flag = "xla_cpu_collective_call_terminate_timeout_seconds"
+    flags = os.environ.get("XLA_FLAGS", "")
+    if flag not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} --{flag}={CPU_COLLECTIVE_TIMEOUT_SECONDS}".strip()
+
+
+COORDINATOR_TIMEOUT_ENV = "EMOTIONKIT_COORDINATOR_TIMEOUT"
+"""Seconds a process other than 0 waits for the coordinator to listen (default 300, JAX's own
+`initialization_timeout`) before it stops with exit code 2."""
+
+
+def jax_coordinator() -> tuple[str, str] | None:
+    """`(variable, host:port)` of the JAX coordinator for processes 1 … N-1, else None."""
+    if int(os.environ.get("KERAS_DISTRIBUTION_PROCESS_ID") or 0) == 0:
+        return None  # process 0 is the coordinator
+    for name in ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "JAX_COORDINATOR_ADDRESS"):
+        if os.environ.get(name):
+            return name, os.environ[name].split(",")[0].strip()
+    return None  # SLURM / Open MPI / Cloud TPU detection: JAX's own
+
+
+def tf_chief_worker() -> tuple[str, str] | None:
+    """`("TF_CONFIG", host:port)` of worker 0 for the other workers, else None."""
+    config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    workers = config.get("cluster", {}).get("worker", [])
+    if not workers or int(config.get("task", {}).get("index", 0)) == 0:
+        return None
+    return "TF_CONFIG", str(workers[0])
+
+
+def wait_for_coordinator(found: tuple[str, str] | None) -> None:
+    """Wait until the coordinator's `host:port` accepts a TCP connection.
+
+    JAX's own wait ends in a C++ abort (`CoordinationServiceAgent::Connect`, exit code 134)
+    and TensorFlow's worker waits without end: neither names what to fix. This check comes
+    first, before anything is written, and names the variable.
+
+    Args:
+        found: `(variable, host:port)` from `jax_coordinator` or `tf_chief_worker`.
+
+    Raises:
+        EmotionkitError: nobody listened there within `EMOTIONKIT_COORDINATOR_TIMEOUT` s.
+    """
+    import socket
+    import time
+
+    if found is None:
+        return
+    name, address = found
+    host, _, port = address.rpartition(":")
+    timeout = float(os.environ.get(COORDINATOR_TIMEOUT_ENV) or 300)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise EmotionkitError(
+                    f"{name}: no coordinator listened at {address} within {timeout:g} s "
+                    f"({COORDINATOR_TIMEOUT_ENV}). Start process 0 there, or fix {name}."
+                ) from None
+            time.sleep(0.5)
+
+
 def _start_jax(devices: str | int) -> Distribution:
     import keras
 
+    raise_cpu_collective_timeout()
+
     if jax_multihost_requested():
+        wait_for_coordinator(jax_coordinator())
         # Reads KERAS_DISTRIBUTION_* and forwards to jax.distributed.initialize(), which
         # falls back on JAX_COORDINATOR_ADDRESS and SLURM / Cloud TPU / Open MPI detection.
         keras.distribution.initialize()
@@ -131,7 +215,12 @@ def _start_jax(devices: str | int) -> Distribution:
         )
     ]
     names = [f"{device.platform}:{device.id}" for device in chosen]
-    engine = keras.distribution.DataParallel(devices=names)
+    # Several processes: each reads its slice of every batch (`this_process_share`), not
+    # Keras' auto-sharding, which needs a statically known batch size (a `map` after `batch`
+    # hides it) and deals a short last batch to one process only (the others then wait).
+    engine = keras.distribution.DataParallel(
+        devices=names, auto_shard_dataset=jax.process_count() == 1
+    )
     return Distribution(
         "data_parallel", "jax", names, jax.process_count(), jax.process_index(), engine
     )
@@ -143,7 +232,8 @@ def _start_tensorflow(devices: str | int) -> Distribution:
     if os.environ.get("TF_CONFIG"):
         # One worker per host; every local GPU of a worker is a replica. tf.distribute
         # auto-shards the tf.data pipeline across workers (AutoShardPolicy.AUTO).
-        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        wait_for_coordinator(tf_chief_worker())
+        strategy = _reducing_structures(tf.distribute.MultiWorkerMirroredStrategy())
         task = json.loads(os.environ["TF_CONFIG"]).get("task", {})
         workers = strategy.cluster_resolver.cluster_spec().num_tasks("worker")
         names = [f"replica:{i}" for i in range(strategy.num_replicas_in_sync)]
@@ -154,6 +244,33 @@ def _start_tensorflow(devices: str | int) -> Distribution:
     names = [device.name for device in _first(local, devices, "TensorFlow")]
     strategy = tf.distribute.MirroredStrategy(names)
     return Distribution("data_parallel", "tensorflow", names, engine=strategy)
+
+
+def _reducing_structures(strategy: Any) -> Any:
+    """`strategy.reduce` applied leaf by leaf to a structure of per-replica values.
+
+    Keras' TensorFlow trainer (`_maybe_symbolic_build`, Keras 3.15) reduces the first
+    `(images, targets)` batch in one `strategy.reduce` call to learn its shapes;
+    `MultiWorkerMirroredStrategy.reduce` takes a single value and fails on the tuple
+    ("Attempt to convert a value (PerReplica ...) to a Tensor"). Every worker makes the same
+    calls in the same order, so reducing each leaf keeps the collectives matched. The same
+    trainer reduces each step's scalar logs with `axis=0`, which a scalar does not have:
+    a scalar is averaged over the replicas (`axis=None`).
+    """
+    import tensorflow as tf
+
+    reduce_one = strategy.reduce
+
+    def reduce_leaf(reduce_op: Any, leaf: Any, axis: Any) -> Any:
+        local = strategy.experimental_local_results(leaf)[0]
+        scalar = getattr(getattr(local, "shape", None), "rank", None) == 0
+        return reduce_one(reduce_op, leaf, axis=None if scalar else axis)
+
+    def reduce(reduce_op: Any, value: Any, axis: Any = None) -> Any:
+        return tf.nest.map_structure(lambda leaf: reduce_leaf(reduce_op, leaf, axis), value)
+
+    strategy.reduce = reduce
+    return strategy
 
 
 def _first(available: list[Any], devices: str | int, framework: str) -> list[Any]:
@@ -246,3 +363,35 @@ def even_validation_batches(
     # Known cardinality: with an unknown one, Keras warns that the input "ran out of data".
     batches = tf.data.experimental.assert_cardinality(math.ceil(keep / batch_size))
     return dataset.unbatch().take(keep).batch(batch_size).apply(batches)
+
+
+def this_process_share(dataset: Any, distribution: Distribution) -> Any:
+    """Under multi-process JAX, this process's slice of every global batch (else `dataset`).
+
+    Process p of P keeps rows `[p * n / P, (p + 1) * n / P)` of each batch of n rows: the
+    processes read disjoint shares of every step, and Keras puts them back together in rank
+    order (`jax.make_array_from_process_local_data`), so the global batch is the one a
+    single process would see. n divides by P: training batches are full and
+    `even_validation_batches` trims the last validation batch to a multiple of the devices.
+    TensorFlow's `MultiWorkerMirroredStrategy` shards the dataset itself.
+    """
+    if distribution.backend != "jax" or distribution.num_processes == 1:
+        return dataset
+    import tensorflow as tf
+
+    count, index = distribution.num_processes, distribution.process_index
+
+    def share(*batch: Any) -> Any:
+        rows = tf.shape(tf.nest.flatten(batch)[0])[0] // count
+        return tf.nest.map_structure(lambda t: t[index * rows : (index + 1) * rows], batch)
+
+    return dataset.map(share).prefetch(tf.data.AUTOTUNE)
+
+
+def this_process_stream(
+    stream: Callable[[range], Any], distribution: Distribution
+) -> Callable[[range], Any]:
+    """`this_process_share` of a train stream (a function of the epochs it covers)."""
+    if distribution.backend != "jax" or distribution.num_processes == 1:
+        return stream
+    return lambda epochs: this_process_share(stream(epochs), distribution)

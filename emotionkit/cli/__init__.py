@@ -5,7 +5,7 @@ bodies (through the library), so `emotionkit --help` and `emotionkit recipe ...`
 Bad input (an `EmotionkitError`) prints one paragraph and exits with code 2; `--debug` shows
 the traceback instead.
 
-The commands live in one module per group: `run_commands` (train, export),
+The commands live in one module per group: `run_commands` (train, export, launch),
 `experiment_commands` (sweep, tune), `evaluate_commands` (evaluate, report, compare,
 explain), `predict_commands` (predict, serve, models list) and `inspect_commands` (recipe,
 model, data). They are all registered below, in the order `emotionkit --help` lists them.
@@ -48,6 +48,9 @@ app.add_typer(runs_app, name="runs")
 
 app.command()(run_commands.train)
 app.command()(run_commands.export)
+app.command(context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True})(
+    run_commands.launch
+)
 app.command()(experiment_commands.sweep)
 app.command()(experiment_commands.tune)
 app.command()(evaluate_commands.evaluate)

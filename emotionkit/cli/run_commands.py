@@ -43,6 +43,26 @@ def train(
     typer.echo(str(result.run_dir))
 
 
+def launch(
+    command: list[str] = typer.Argument(
+        ..., help="The emotionkit command every process runs, after `--`.", show_default=False
+    ),
+    processes: int = typer.Option(2, "--processes", "-N", help="Processes to start."),
+    devices_per_process: int = typer.Option(
+        1, "--devices-per-process", help="Virtual CPU devices per process (JAX)."
+    ),
+) -> None:
+    """Run a command as one multi-process job on this machine (loopback coordinator).
+
+    Example: emotionkit launch --processes 2 -- train quickstart runtime.distribution=data_parallel
+    """
+    from emotionkit.launch import launch as launch_job
+
+    code = launch_job(command, processes, devices_per_process)
+    if code:
+        raise typer.Exit(code)
+
+
 def export(
     run_dir: Path = typer.Argument(..., help="A run directory written by `train`."),
     formats: str | None = typer.Option(
