@@ -34,7 +34,7 @@ class RuntimeSpec(Section):
         "auto",
         description="Keras backend. `auto`: KERAS_BACKEND if set, else JAX when an NVIDIA GPU "
         "is visible and TensorFlow on CPU-only machines (TensorFlow's oneDNN kernels train a "
-        "ResNet-18 ~2.5x faster than XLA:CPU on a 2-core machine).",
+        "ResNet-18 about twice as fast as XLA:CPU on a 2-core machine: docs/benchmarks.md).",
     )
     precision: Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"] = Field(
         "auto",
@@ -180,7 +180,7 @@ def resolve_backend(requested: str, gpu: bool | None = None) -> tuple[str, str]:
         _require_installed(from_env, f"KERAS_BACKEND={from_env}")
         return from_env, "KERAS_BACKEND environment variable"
     if not (nvidia_gpu_visible() if gpu is None else gpu):
-        return "tensorflow", "auto: CPU only, TensorFlow (oneDNN) trains ~2.5x faster than XLA:CPU"
+        return "tensorflow", "auto: CPU only, TensorFlow (oneDNN) trains ~2x as fast as XLA:CPU"
     if backend_sees_gpu("jax"):
         return "jax", "auto: JAX sees the GPU, JAX/XLA is the faster GPU backend"
     if backend_sees_gpu("tensorflow"):
