@@ -22,6 +22,21 @@ PYPROJECT = nox.project.load_toml("pyproject.toml")
 COVERAGE_FLOOR = 85
 
 
+def _install_for_tests(session: nox.Session) -> None:
+    """The package with the JAX extra and the `test` group.
+
+    Bytecode compiled at install (uv skips it by default; pip does it anyway): each of the
+    dozens of processes the tests start imports TensorFlow, in ~15 s from sources where
+    PYTHONDONTWRITEBYTECODE is set (CI containers) against ~6 s from .pyc files.
+    """
+    session.install(
+        "-e",
+        ".[jax]",
+        *nox.project.dependency_groups(PYPROJECT, "test"),
+        env={"UV_COMPILE_BYTECODE": "1"},
+    )
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff lint + format check, the import contracts of pyproject.toml (lint-imports), and
@@ -48,15 +63,7 @@ def typecheck(session: nox.Session) -> None:
 @nox.parametrize("backend", ["tensorflow", "jax"])
 def tests(session: nox.Session, backend: str) -> None:
     """pytest with coverage under one Keras backend."""
-    # Bytecode compiled at install (uv skips it by default; pip does it anyway): each of the
-    # dozens of processes the tests start imports TensorFlow, in ~15 s from sources where
-    # PYTHONDONTWRITEBYTECODE is set (CI containers) against ~6 s from .pyc files.
-    session.install(
-        "-e",
-        ".[jax]",
-        *nox.project.dependency_groups(PYPROJECT, "test"),
-        env={"UV_COMPILE_BYTECODE": "1"},
-    )
+    _install_for_tests(session)
     session.run(
         "pytest",
         # One worker per core (at most 4), a test file per worker at a time so that a module's
@@ -93,12 +100,7 @@ def multihost(session: nox.Session, backend: str) -> None:
     a few minutes per backend on 2 cores, serial (two jobs of two processes would starve each
     other's collectives), so apart from `tests`. In the default sessions.
     """
-    session.install(
-        "-e",
-        ".[jax]",
-        *nox.project.dependency_groups(PYPROJECT, "test"),
-        env={"UV_COMPILE_BYTECODE": "1"},
-    )
+    _install_for_tests(session)
     session.run(
         "pytest",
         "tests/test_multiprocess.py",
