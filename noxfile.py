@@ -1,4 +1,5 @@
-"""Test automation: `nox` runs lint, typecheck and the tests under both Keras backends.
+"""Test automation: `nox` runs lint, typecheck, the tests under both Keras backends and the
+two-process tests (`multihost`).
 
 Each session installs from pyproject.toml into its own virtualenv, so a clean clone needs only
 `pip install nox && nox`. Extra arguments after `--` go to the tool, e.g.
