@@ -336,7 +336,8 @@ def heavy_skip(line: str) -> str | None:
 @pytest.fixture(scope="module")
 def newcomer_folder(tmp_path_factory: pytest.TempPathFactory, tiny_run: Path) -> Path:
     """A working folder with what the newcomer's examples name: recipes/, photos/,
-    face.jpg, an image folder at data/my-faces, and `RUN_DIR` (a copy of the tiny run)."""
+    face.jpg, an image folder at data/my-faces (also `my_faces`), and `RUN_DIR` (a copy of
+    the tiny run)."""
     import cv2
 
     from emotionkit.data.synthetic import FER_CLASSES, generate_synthetic_faces
@@ -351,6 +352,7 @@ def newcomer_folder(tmp_path_factory: pytest.TempPathFactory, tiny_run: Path) ->
         target = folder / "data" / "my-faces" / "train" / FER_CLASSES[int(label)]
         target.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(target / f"{index}.png"), image)
+    (folder / "my_faces").symlink_to(folder / "data" / "my-faces")
     for name in ("RUN_DIR", "OTHER_RUN_DIR"):
         shutil.copytree(tiny_run, folder / name)
     return folder
@@ -370,10 +372,15 @@ def heavy_line(line: str) -> str:
     """A documented line as the heavy check runs it: train on the tiny settings."""
     if not re.match(r"^emotionkit (--\w+ )*train ", line):
         return line
+    from emotionkit.recipe import load_recipe
+
     _, args = split_command(line)
     found = recipe_and_overrides(Command("", line, tuple(args)))
-    synthetic = found is not None and "image_folder" not in line
+    recipe = load_recipe(*found) if found is not None else None
+    synthetic = recipe is not None and recipe.data.source.kind == "synthetic"
     tiny = [*TINY, *(TINY_SYNTHETIC.split() if synthetic else [])]
+    if recipe is not None and recipe.train.unfreeze_at_epoch is not None:
+        tiny += ["train.unfreeze_at_epoch=null", "train.backbone_lr_scale=1"]  # head phase only
     return f"{line} {shlex.join(tiny)} --runs-dir runs"
 
 
