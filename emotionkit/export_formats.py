@@ -12,8 +12,9 @@ Every artifact has the same contract, so any runtime can use it without emotionk
 - metadata: class names in output order, input size and channels, the normalisation, the
   test-time augmentation (`tta`: `none` or `hflip`), the target kind (`targets`: `single`,
   `distribution` or `multi_label`, with the per-class `thresholds` chosen on validation for
-  multi-label), the emotionkit version and the SHA-256
-  of the run's recipe — ONNX `metadata_props` (strings, lists as JSON), SavedModel
+  multi-label), for a model trained with `data.faces` its detector and crop policy
+  (`face_crop`, JSON), the emotionkit version and the SHA-256 of the run's recipe — ONNX
+  `metadata_props` (strings, lists as JSON), SavedModel
   `assets.extra/emotionkit.json`.
 
 All need TensorFlow (tf2onnx converts a `tf.function`); `emotionkit.export` runs them in a
@@ -54,9 +55,22 @@ def artifact_metadata(run_dir: Path, model: Any, tta: str = "none") -> dict[str,
         "tta": tta,
         "targets": targets,
         **({"thresholds": json.dumps(_thresholds(run_dir))} if targets == "multi_label" else {}),
+        **_face_crop(run_dir),
         "emotionkit_version": __version__,
         "recipe_sha256": hashlib.sha256((run_dir / "recipe.yaml").read_bytes()).hexdigest(),
     }
+
+
+def _face_crop(run_dir: Path) -> dict[str, str]:
+    """`face_crop`: the detector and crop policy of a run trained with `data.faces`, which
+    `predict` and `serve` then use (`{}` for a run trained on ready-made crops)."""
+    import yaml
+
+    from emotionkit.data.faces import FacesSpec, faces_setting
+
+    recipe = yaml.safe_load((run_dir / "recipe.yaml").read_text()) or {}
+    setting = faces_setting((recipe.get("data") or {}).get("faces"))
+    return {} if setting is None else {"face_crop": FacesSpec.model_validate(setting).metadata()}
 
 
 def _target_kind(run_dir: Path) -> str:

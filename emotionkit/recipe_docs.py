@@ -103,6 +103,9 @@ def _collect_tables(
         if members:
             sections.append((prefix + name, field, members, tag))
             continue
+        optional = _optional_section(field.annotation)
+        if optional is not None:  # `data.faces`: off (null) by default, a section when set
+            sections.append((prefix + name, field, [optional], None))
         if entry is not None:
             entries.append((prefix + name, entry))
         is_tag = name == discriminator and field.is_required()
@@ -135,6 +138,14 @@ def _section_members(field: FieldInfo) -> tuple[list[type[BaseModel]], str | Non
     if _is_section(field.annotation):
         return [field.annotation], None  # type: ignore[list-item]
     return [], None
+
+
+def _optional_section(annotation: Any) -> type[BaseModel] | None:
+    """The section class of a `Section | None` field, else None."""
+    if typing.get_origin(annotation) not in _UNION_ORIGINS:
+        return None
+    classes = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+    return classes[0] if len(classes) == 1 and _is_section(classes[0]) else None
 
 
 def _entry_list_marker(annotation: Any) -> OneKeyEntry | None:
@@ -221,6 +232,8 @@ def _type_name(annotation: Any) -> str:
         return "mapping"
     if annotation in _TYPE_NAMES:
         return _TYPE_NAMES[annotation]
+    if _is_section(annotation):
+        return "section"
     return str(getattr(annotation, "__name__", annotation))
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from emotionkit.data.decode import cached_decode, decode_images, resize_pixels
+from emotionkit.data.decode import decode_files, resize_pixels
 from emotionkit.data.registry import SOURCES, SourceSpec
 from emotionkit.data.types import (
     SPLIT_ORDER,
@@ -206,8 +206,7 @@ def load_soft_label_csv(spec: DataSpec, seed: int) -> LoadedData:
         kept = np.arange(len(images))
     else:
         paths = [path.parent / cell for cell in rows.cells]
-        decode = cached_decode if spec.cache else decode_images
-        images, kept, errors = decode(paths, spec.image_size, spec.channels, spec.on_error)
+        images, kept, errors = decode_files(paths, spec)
     votes = np.asarray(rows.labels, dtype=np.float64)[kept]
     targets = (votes / votes.sum(axis=1, keepdims=True)).astype(np.float32)
     splits = _partition(images, targets, rows, kept)

@@ -10,38 +10,60 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from emotionkit.data.faces import NoFaceFoundError
 from emotionkit.errors import DataError
 from emotionkit.image_decode import ImageDecodeError, read_image_file, to_model_pixels
+
+if TYPE_CHECKING:
+    from emotionkit.data.faces import FacesSpec
+    from emotionkit.data.spec import DataSpec
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 
 
+def decode_files(
+    paths: list[Path], data: DataSpec
+) -> tuple[np.ndarray, np.ndarray, list[dict[str, str]]]:
+    """`decode_images` by the recipe's `data` settings: size, channels, faces, cache, errors."""
+    decode = cached_decode if data.cache else decode_images
+    return decode(paths, data.image_size, data.channels, data.on_error, data.faces)
+
+
 def decode_images(
-    paths: list[Path], image_size: int, channels: int, on_error: str = "raise"
+    paths: list[Path],
+    image_size: int,
+    channels: int,
+    on_error: str = "raise",
+    faces: FacesSpec | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[dict[str, str]]]:
     """Decode image files (PNG/JPEG/BMP/GIF, ...) into (N, S, S, C) uint8.
 
     Decoding and resizing are `emotionkit.image_decode`'s, the ones `predict` and `serve`
     use, so a file gives training, `evaluate`, `predict` and `serve` the same pixels
     (tf.io's JPEG decoder, with its fast DCT, was 1.6 grey levels off OpenCV's on FER2013).
+    With `faces` (`data.faces`), each image is first cut down to its largest face.
 
     Returns:
         The decoded images, the indices of `paths` they come from, and one
         `{"path", "reason"}` per file that could not be read (empty, truncated, not an image,
-        too large).
+        too large) or, with `faces`, showed no face.
 
     Raises:
         DataError: a file failed and `on_error` is `raise`; the message names the file.
     """
-    return decode_with_opencv(paths, image_size, channels, on_error)
+    return decode_with_opencv(paths, image_size, channels, on_error, faces)
 
 
 def cached_decode(
-    paths: list[Path], image_size: int, channels: int, on_error: str = "raise"
+    paths: list[Path],
+    image_size: int,
+    channels: int,
+    on_error: str = "raise",
+    faces: FacesSpec | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[dict[str, str]]]:
     """`decode_images`, memoised on disk: decoding FER2013's 28,709 PNGs takes ~10 s.
 
@@ -50,7 +72,8 @@ def cached_decode(
     still raise with `on_error: raise`).
     """
     # The decoder's name: arrays cached by the tf.io decoder are not reused.
-    digest = hashlib.sha256(f"{image_size}|{channels}|image_decode".encode())
+    crop = faces.metadata() if faces is not None else "whole"
+    digest = hashlib.sha256(f"{image_size}|{channels}|image_decode|{crop}".encode())
     for path in paths:
         stat = path.stat() if path.is_file() else None  # a missing file is a reported error
         version = f"{stat.st_size}|{stat.st_mtime_ns}" if stat else "missing"
@@ -61,7 +84,7 @@ def cached_decode(
             images, kept = cached["images"], cached["kept"]
             errors = json.loads(str(cached["errors"]))
     else:
-        images, kept, errors = decode_images(paths, image_size, channels, on_error="skip")
+        images, kept, errors = decode_images(paths, image_size, channels, "skip", faces)
         _save_npz_atomically(cache_file, images=images, kept=kept, errors=json.dumps(errors))
     raise_on_bad_files(errors, on_error)
     return images, kept, errors
@@ -106,16 +129,22 @@ def resize_pixels(images: np.ndarray, image_size: int, channels: int) -> np.ndar
 
 
 def decode_with_opencv(
-    paths: list[Path], image_size: int, channels: int, on_error: str = "raise"
+    paths: list[Path],
+    image_size: int,
+    channels: int,
+    on_error: str = "raise",
+    faces: FacesSpec | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[dict[str, str]]]:
-    """`decode_images`: `image_decode.read_image_file` and `to_model_pixels` per file, in
-    threads (OpenCV releases the GIL while it decodes)."""
+    """`decode_images`: `image_decode.read_image_file`, the face crop, `to_model_pixels` per
+    file, in threads (OpenCV and onnxruntime release the GIL while they work)."""
     from concurrent.futures import ThreadPoolExecutor
+
+    crop = faces.cropper(image_size) if faces is not None else (lambda pixels: pixels)
 
     def decode(path: Path) -> np.ndarray | str:
         try:
-            return to_model_pixels(read_image_file(path), channels, image_size)
-        except ImageDecodeError as error:
+            return to_model_pixels(crop(read_image_file(path)), channels, image_size)
+        except (ImageDecodeError, NoFaceFoundError) as error:
             return str(error)
 
     images, kept, errors = [], [], []

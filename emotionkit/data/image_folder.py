@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from pydantic import Field
 
-from emotionkit.data.decode import IMAGE_EXTENSIONS, cached_decode, decode_images
+from emotionkit.data.decode import IMAGE_EXTENSIONS, decode_files
 from emotionkit.data.registry import SOURCES, SourceSpec
 from emotionkit.data.types import LoadedData, SplitData, check_train_classes, resolve_class_names
 from emotionkit.errors import DataError
@@ -53,10 +53,7 @@ class ImageFolderSource(SourceSpec):
         for name in ("train", "val", "test"):
             if (root / name).is_dir():
                 paths, labels = _list_class_folder(root / name, class_names)
-                decode = cached_decode if data.cache else decode_images
-                images, kept, split_errors = decode(
-                    paths, data.image_size, data.channels, data.on_error
-                )
+                images, kept, split_errors = decode_files(paths, data)
                 errors.extend(split_errors)
                 ids = [str(paths[i].relative_to(root)) for i in kept]
                 splits[name] = SplitData(images, labels[kept], ids)

@@ -36,10 +36,13 @@ def load_data(spec: DataSpec, seed: int, split_file: Path | None = None) -> Load
 
 
 def check_source(spec: DataSpec) -> None:
-    """Cheap checks before a run directory is made: the source's files, then the names
-    `data.class_map` uses where the class names are known without decoding.
+    """Cheap checks before a run directory is made: the source's files, the names
+    `data.class_map` uses where the class names are known without decoding, and that the
+    `data.faces` detector is installed.
     """
     spec.source.check(spec)
+    if spec.faces is not None:
+        spec.faces.cropper(spec.image_size)
     listed = spec.source.listed_class_names(spec)
     if spec.class_map is not None and listed is not None:
         check_class_map(spec.class_map, listed)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 # The built-in sources and augmentation ops: importing a module registers what it defines.
 from emotionkit.data import augment_ops, csv_sources, image_folder, npz_source, tfds_source
+from emotionkit.data.faces import FacesSpec, faces_setting
 from emotionkit.data.registry import AUGMENTATIONS, SOURCES, AugmentOp, SourceSpec
 from emotionkit.data.synthetic_source import SyntheticSource
 from emotionkit.sections import OneKeyEntry, PickedBy, Section
@@ -69,6 +70,13 @@ class DataSpec(Section):
         le=1.0,
         description="`targets: multi_label`: the share of the votes a class needs to be "
         "one of the image's labels (0.3: at least 3 of FER+'s 10 annotators).",
+    )
+    faces: FacesSpec | None = Field(
+        None,
+        description="Train on wild photos: cut each image file down to its largest face with "
+        "`predict`'s detector and crop policy, so training and prediction crops match "
+        "(`detect`: MTCNN with the default policy). Face crops stay whole; images without "
+        "a face are dropped and listed in `data_errors.json`. See docs/data.md.",
     )
     pixel_mean: float | None = Field(
         None,
@@ -128,6 +136,11 @@ class DataSpec(Section):
         "when a GPU is visible, `host` on CPU-only machines (measured faster there, see "
         "docs/benchmarks.md).",
     )
+
+    @field_validator("faces", mode="before")
+    @classmethod
+    def _faces_shorthand(cls, value: object) -> object:
+        return faces_setting(value)
 
     @model_validator(mode="after")
     def _class_map_partitions(self) -> DataSpec:

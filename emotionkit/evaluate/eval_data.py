@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from emotionkit.data.decode import IMAGE_EXTENSIONS, cached_decode, decode_images
+from emotionkit.data.decode import IMAGE_EXTENSIONS, decode_files
 from emotionkit.data.image_folder import ImageFolderSource
 from emotionkit.data.sources import load_data
 from emotionkit.data.types import LoadedData, SplitData, resolve_class_names
@@ -144,8 +144,7 @@ def _read_split_folder(folder: Path, data: DataSpec) -> tuple[list[str], SplitDa
         labels.extend([label] * len(files))
     if not paths:
         raise DataError(f"{folder}: its class folders hold no images ({IMAGE_EXTENSIONS}).")
-    decode = cached_decode if data.cache else decode_images
-    images, kept, _ = decode(paths, data.image_size, data.channels, data.on_error)
+    images, kept, _ = decode_files(paths, data)
     ids = [str(paths[i].relative_to(folder.parent)) for i in kept]
     return class_names, SplitData(images, np.asarray(labels, np.int32)[kept], ids)
 

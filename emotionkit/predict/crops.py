@@ -15,7 +15,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from emotionkit.predict.faces import Detection
+from emotionkit.predict.faces import Detection, FaceDetector, find_faces, is_face_crop
+
+DEFAULT_CROP_MARGIN = 0.0
+"""The margin of a detector that declares no `crop_margin` (a callable passed by the user)."""
 
 
 @dataclass(frozen=True)
@@ -98,3 +101,26 @@ def _upright_crop(
         return inner
     padded = cv2.copyMakeBorder(inner, *pad, borderType=cv2.BORDER_REPLICATE)
     return padded.reshape(height, width, pixels.shape[-1])
+
+
+def detector_margin(detector: FaceDetector) -> float:
+    """The detector's own `crop_margin` (its boxes against FER2013's framing), else 0."""
+    return float(getattr(detector, "crop_margin", DEFAULT_CROP_MARGIN))
+
+
+def main_face_crop(
+    pixels: np.ndarray, detector: FaceDetector, policy: CropPolicy, image_size: int
+) -> np.ndarray | None:
+    """What a labelled photo shows: the crop of its largest face, as `predict` cuts faces.
+
+    Training on wild photos (`data.faces`) labels one face per image, the largest. An image
+    that already is a face crop (`is_face_crop` at `image_size`, the rule `predict` applies)
+    is returned whole. None: no face was found.
+    """
+    if is_face_crop(pixels.shape, image_size):
+        return pixels
+    found = find_faces(detector, pixels)
+    if not found:
+        return None
+    largest = max(found, key=lambda face: face.box[2] * face.box[3])
+    return face_crop(pixels, largest, policy, detector_margin(detector))

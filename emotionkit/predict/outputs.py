@@ -31,8 +31,8 @@ BOX_COLOUR = (0, 200, 0)  # BGR
 NO_FACE_COLOUR = (0, 0, 230)
 CSV_FIELDS = ("source", "frame", "box_x", "box_y", "box_w", "box_h", "label", "probability")
 # After the above, before the class columns: the multi-label labels, the --smooth track,
-# and why an input was skipped.
-CSV_EXTRA_FIELDS = ("labels", "track", "error")
+# why an input was skipped, the detector's confidence and landmarks ("x y;x y;...").
+CSV_EXTRA_FIELDS = ("labels", "track", "error", "face_score", "landmarks")
 
 
 def check_results_path(path: Path) -> None:
@@ -79,7 +79,8 @@ def label_text(prediction: Prediction) -> str:
 
 def prediction_record(prediction: Prediction) -> dict[str, Any]:
     """One JSON Lines record: box is [x, y, w, h] or null (whole image / no face);
-    `labels` (multi-label models) and `track` (--smooth) only when set."""
+    `labels` (multi-label models), `track` (--smooth), the detector's `face_score` and
+    `landmarks` ([[x, y], ...], MTCNN's five points) only when set."""
     record: dict[str, Any] = {
         "source": prediction.source,
         "frame": prediction.frame,
@@ -92,6 +93,10 @@ def prediction_record(prediction: Prediction) -> dict[str, Any]:
         record["labels"] = list(prediction.labels)
     if prediction.track is not None:
         record["track"] = prediction.track
+    if prediction.score is not None:
+        record["face_score"] = round(prediction.score, 4)
+    if prediction.landmarks is not None:
+        record["landmarks"] = [[round(x, 1), round(y, 1)] for x, y in prediction.landmarks]
     return record
 
 
@@ -172,6 +177,8 @@ def _csv_row(record: dict[str, Any]) -> dict[str, Any]:
     row["labels"] = ";".join(record.get("labels", []))
     row["track"] = record.get("track", "")
     row["error"] = record.get("error", "")
+    row["face_score"] = record.get("face_score", "")
+    row["landmarks"] = ";".join(f"{x} {y}" for x, y in record.get("landmarks", []))
     row.update(record["probabilities"])
     return row
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,12 +12,13 @@ import numpy as np
 
 from emotionkit.errors import DataError
 from emotionkit.image_decode import to_model_pixels
-from emotionkit.predict.crops import CropPolicy, face_crop
+from emotionkit.predict.crops import CropPolicy, detector_margin, face_crop
 from emotionkit.predict.detectors import build_detector
 from emotionkit.predict.faces import (
     Box,
     Detection,
     FaceDetector,
+    Point,
     as_pixels,
     find_faces,
     is_face_crop,
@@ -26,8 +28,6 @@ from emotionkit.predict.onnx_model import INPUT_NAME, ModelInfo, open_session
 FaceMode = Literal["auto", "none"]
 Images = np.ndarray | Sequence[np.ndarray]
 UNCERTAIN = "uncertain"
-# The crop margin for a detector that names none (a callable passed in): Haar's.
-DEFAULT_CROP_MARGIN = 0.0
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,8 @@ class Prediction:
         labels: For a multi-label model, every class above its threshold; else None.
         score: The face detector's confidence, when it gives one.
         track: With `--smooth`, the face's track id within its video or stream.
+        landmarks: The detector's face points (MTCNN: eyes, nose, mouth corners as seen in
+            the image), in the input image's pixels, when it gives them.
     """
 
     label: str | None
@@ -58,6 +60,7 @@ class Prediction:
     labels: tuple[str, ...] | None = None
     score: float | None = None
     track: int | None = None
+    landmarks: tuple[Point, ...] | None = None
 
     @property
     def probability(self) -> float | None:
@@ -89,6 +92,8 @@ class Predictor:
         cascade: An OpenCV cascade XML for the Haar detector.
         batch_size: Most crops per `session.run` call, to bound memory on big batches.
         crop: How a face is cut out (margin, square, eye alignment): `CropPolicy`.
+            None: the policy the model was trained with (`data.faces`), else the default.
+            A model trained with `data.faces` also picks the detector when it is `auto`.
         uncertain_below: Label a face `"uncertain"` when no class is at least this probable
             (single-label models); None (default) never does.
 
@@ -113,13 +118,16 @@ class Predictor:
         if callable(detector) and cascade is not None:
             raise DataError("give a face detector or a cascade file, not both.")
         self.session, self.info = open_session(Path(model))
+        trained_detector, trained_crop = trained_face_crop(self.info)
+        if detector in ("auto", None) and cascade is None and trained_detector:
+            detector = trained_detector  # the detector its training crops were cut with
         self.detector: FaceDetector | None = (
             build_detector(detector or "auto", cascade_path)
             if isinstance(detector, str) or detector is None
             else detector
         )
         self.batch_size = batch_size
-        self.crop = crop or CropPolicy()
+        self.crop = crop or trained_crop or CropPolicy()
         self.uncertain_below = uncertain_below
 
     @property
@@ -175,6 +183,7 @@ class Predictor:
         image_index: int = 0,
         score: float | None = None,
         track: int | None = None,
+        landmarks: tuple[Point, ...] | None = None,
     ) -> Prediction:
         """A Prediction for `probabilities` with its label(s) by this predictor's rules:
         the most probable class, `"uncertain"` below `uncertain_below`, and for a multi-label
@@ -187,7 +196,7 @@ class Predictor:
         elif self.uncertain_below is not None and probabilities[label] < self.uncertain_below:
             label = UNCERTAIN
         return Prediction(
-            label, probabilities, box, source, frame, image_index, labels, score, track
+            label, probabilities, box, source, frame, image_index, labels, score, track, landmarks
         )
 
     def _crops(self, index: int, pixels: np.ndarray, faces: FaceMode) -> list[_Crop]:
@@ -200,7 +209,7 @@ class Predictor:
         found = find_faces(self.detector, pixels)
         if not found:
             return [_Crop(index, None, None)]
-        margin = float(getattr(self.detector, "crop_margin", DEFAULT_CROP_MARGIN))
+        margin = detector_margin(self.detector)
         return [
             _Crop(
                 index,
@@ -240,9 +249,26 @@ class Predictor:
                     source=source,
                     image_index=crop.image_index,
                     score=None if face is None else face.score,
+                    landmarks=None if face is None else face.landmarks,
                 )
             )
         return predictions
+
+
+def trained_face_crop(info: ModelInfo) -> tuple[str | None, CropPolicy | None]:
+    """The detector name and crop policy a model's training crops were cut with (its
+    `face_crop` metadata, from `data.faces`); `(None, None)` for a model without."""
+    text = info.metadata.get("face_crop")
+    if not text:
+        return None, None
+    try:
+        setting = json.loads(text)
+        policy = CropPolicy(
+            setting["margin"], setting["square"], setting["align"], setting["min_tilt"]
+        )
+        return str(setting["detector"]), policy
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise DataError(f"{info.path}: metadata face_crop is not valid: {error}") from None
 
 
 def _model_input(pixels: np.ndarray, channels: int, size: int) -> np.ndarray:

@@ -141,6 +141,7 @@ class FaceTracker:
             image_index=prediction.image_index,
             score=prediction.score,
             track=track_id,
+            landmarks=prediction.landmarks,
         )
 
 

@@ -92,7 +92,8 @@ def classify_upload(
 
 def face_json(prediction: Prediction) -> dict[str, Any]:
     """One face: `box` [x, y, w, h] (null when the image was classified whole), label,
-    scores; `labels` (the classes above their thresholds) for a multi-label model."""
+    scores; `labels` (the classes above their thresholds) for a multi-label model, and the
+    detector's `landmarks` when it gives them (as `predict --out` writes them)."""
     answer: dict[str, Any] = {
         "box": None if prediction.box is None else list(prediction.box),
         "label": prediction.label,
@@ -100,6 +101,8 @@ def face_json(prediction: Prediction) -> dict[str, Any]:
     }
     if prediction.labels is not None:
         answer["labels"] = list(prediction.labels)
+    if prediction.landmarks is not None:
+        answer["landmarks"] = [[round(x, 1), round(y, 1)] for x, y in prediction.landmarks]
     return answer
 
 
