@@ -79,7 +79,7 @@ def prepare_data(
     if data.errors:
         write_json(run_dir / "data_errors.json", data.errors)
         console.print(
-            f"[yellow]warning:[/] skipped {len(data.errors)} unreadable image(s), e.g. "
+            f"[yellow]warning:[/] skipped {len(data.errors)} image(s), e.g. "
             f"{data.errors[0]['path']} ({data.errors[0]['reason']}); list in data_errors.json"
         )
     console.print(_describe_splits(data), highlight=False)
