@@ -70,13 +70,17 @@ def test_evaluation_metrics_match_sklearn() -> None:
 def test_soft_label_distances_by_hand() -> None:
     targets = np.array([[0.5, 0.5, 0.0], [0.0, 0.0, 1.0]])
     logits = np.log(np.array([[0.25, 0.5, 0.25], [0.0 + 1e-300, 0.5, 0.5]]))
-    result = evaluation_metrics(targets, logits, ["a", "b", "c"], soft=True)["soft_label"]
+    result = evaluation_metrics(targets, logits, ["a", "b", "c"], soft=True, ordinal=True)[
+        "soft_label"
+    ]
     # TVD: row 1 = 0.5*(.25+0+.25) = .25, row 2 = 0.5*(0+.5+.5) = .5
     assert result["tvd"] == pytest.approx(0.375)
     # KL: row 1 = .5 ln(.5/.25) + .5 ln(.5/.5) = .5 ln 2; row 2 = ln(1/.5) = ln 2
     assert result["kl"] == pytest.approx(0.75 * np.log(2.0))
     # EMD: row 1 |cdf gaps| = |.25-.5| + |.75-1| + 0 = .5; row 2 = 0 + .5 + 0 = .5
     assert result["emd"] == pytest.approx(0.5)
+    unordered = evaluation_metrics(targets, logits, ["a", "b", "c"], soft=True)["soft_label"]
+    assert "emd" not in unordered  # emotion classes have no order: no EMD by default
     # JS: row 1 m = (.375, .5, .125): .5[.5 ln(.5/.375)] + .5[.25 ln(.25/.375) + .25 ln 2]
     row1 = 0.5 * (0.5 * np.log(0.5 / 0.375)) + 0.5 * (
         0.25 * np.log(0.25 / 0.375) + 0.25 * np.log(2)

@@ -127,7 +127,9 @@ def test_metric_names_stay_what_the_checkpoints_monitor() -> None:
     names = [m.name for m in build_training_metrics("focal", top_k=2)]
     assert names == ["accuracy", "macro_f1", "top2_accuracy", "balanced_accuracy"]
     soft = [m.name for m in build_training_metrics("mse", top_k=2)]
-    assert soft == [*names, "tvd", "kl", "emd"]
+    assert soft == [*names, "tvd", "kl"]  # EMD needs ordered classes (data.ordinal)
+    ordered = [m.name for m in build_training_metrics("mse", top_k=2, ordinal=True)]
+    assert ordered == [*names, "tvd", "kl", "emd"]
 
 
 @pytest.mark.parametrize(

@@ -78,6 +78,12 @@ class DataSpec(Section):
         "(`detect`: MTCNN with the default policy). Face crops stay whole; images without "
         "a face are dropped and listed in `data_errors.json`. See docs/data.md.",
     )
+    ordinal: bool = Field(
+        False,
+        description="The classes, in label order, are ordered (intensity levels, age bands): "
+        "vote-distribution runs also report the earth mover's distance over that order "
+        "(`emd`). Emotion categories are not ordered, so it is off by default.",
+    )
     pixel_mean: float | None = Field(
         None,
         ge=0.0,

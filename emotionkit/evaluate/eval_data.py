@@ -38,6 +38,7 @@ class EvalSplit:
     split: SplitData
     class_names: list[str]
     targets: np.ndarray
+    ordinal: bool = False  # `data.ordinal`: the distances include EMD
 
 
 def load_eval_split(target: Target, data: Path | None, split: str) -> EvalSplit:
@@ -65,7 +66,8 @@ def load_eval_split(target: Target, data: Path | None, split: str) -> EvalSplit:
     if unknown:
         raise DataError(f"evaluate: the data has classes the model lacks: {', '.join(unknown)}")
     _check_input_shape(target, chosen.images)
-    return EvalSplit(chosen, class_names, _targets(chosen, data_names, class_names))
+    targets = _targets(chosen, data_names, class_names)
+    return EvalSplit(chosen, class_names, targets, recipe.data.ordinal)
 
 
 def _data_recipe(target: Target, data: Path | None) -> tuple[Recipe, Path | None]:

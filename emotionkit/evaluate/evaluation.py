@@ -81,7 +81,9 @@ def evaluate(
         "split": split,
         "tta": tta,
         "class_names": class_names,
-        **evaluation_metrics(targets, logits, class_names, soft=scored.split.is_soft),
+        **evaluation_metrics(
+            targets, logits, class_names, soft=scored.split.is_soft, ordinal=scored.ordinal
+        ),
     }
     thresholds = multi_label_thresholds(target)
     if thresholds is not None:
@@ -268,9 +270,10 @@ def summary_lines(metrics: dict[str, Any]) -> list[str]:
     ]
     if "soft_label" in metrics:
         soft = metrics["soft_label"]
+        emd = f", EMD {soft['emd']:.4f}" if "emd" in soft else ""
         lines.append(
             f"soft labels (accuracy is against the majority vote): KL {soft['kl']:.4f}, "
-            f"TVD {soft['tvd']:.4f}, JS {soft['js']:.4f}, EMD {soft['emd']:.4f}"
+            f"TVD {soft['tvd']:.4f}, JS {soft['js']:.4f}{emd}"
         )
     if "multi_label" in metrics:
         multi = metrics["multi_label"]

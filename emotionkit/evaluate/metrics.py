@@ -162,18 +162,20 @@ def cohen_kappa(matrix: np.ndarray) -> float:
     return float((observed - expected) / (1.0 - expected)) if expected < 1.0 else 1.0
 
 
-def distribution_distances(targets: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
-    """Mean TVD, KL(target || predicted) in nats and EMD (ordered class axis), as in training."""
+def distribution_distances(
+    targets: np.ndarray, probabilities: np.ndarray, ordinal: bool = False
+) -> dict[str, float]:
+    """Mean TVD and KL(target || predicted) in nats, as in training; with `ordinal` (the
+    class axis is ordered, `data.ordinal`) the earth mover's distance too."""
     targets = targets.astype(np.float64)
     tvd = 0.5 * np.abs(probabilities - targets).sum(axis=-1)
     with np.errstate(divide="ignore", invalid="ignore"):
         terms = np.where(targets > 0, targets * (np.log(targets) - np.log(probabilities)), 0.0)
-    emd = np.abs(np.cumsum(probabilities, axis=-1) - np.cumsum(targets, axis=-1)).sum(axis=-1)
-    return {
-        "tvd": float(tvd.mean()),
-        "kl": float(terms.sum(axis=-1).mean()),
-        "emd": float(emd.mean()),
-    }
+    distances = {"tvd": float(tvd.mean()), "kl": float(terms.sum(axis=-1).mean())}
+    if ordinal:
+        cdf_gap = np.cumsum(probabilities, axis=-1) - np.cumsum(targets, axis=-1)
+        distances["emd"] = float(np.abs(cdf_gap).sum(axis=-1).mean())
+    return distances
 
 
 def jensen_shannon(targets: np.ndarray, probabilities: np.ndarray) -> float:
@@ -189,13 +191,17 @@ def jensen_shannon(targets: np.ndarray, probabilities: np.ndarray) -> float:
 
 
 def evaluation_metrics(
-    targets: np.ndarray, logits: np.ndarray, class_names: list[str], soft: bool = False
+    targets: np.ndarray,
+    logits: np.ndarray,
+    class_names: list[str],
+    soft: bool = False,
+    ordinal: bool = False,
 ) -> dict[str, Any]:
     """Every number `emotionkit evaluate` reports, from (N, K) targets and (N, K) logits.
 
     Targets are distributions (one-hot for hard labels); the true class of a row is its argmax.
     Log-loss is the cross-entropy against the target rows, so it is sklearn's `log_loss` for
-    hard labels. `soft` adds the distribution distances.
+    hard labels. `soft` adds the distribution distances (EMD with `ordinal`).
     """
     labels = targets.argmax(axis=-1)
     base = classification_metrics(labels, logits, class_names)
@@ -222,7 +228,7 @@ def evaluation_metrics(
     }
     if soft:
         metrics["soft_label"] = {
-            **distribution_distances(targets, probabilities),
+            **distribution_distances(targets, probabilities, ordinal),
             "js": jensen_shannon(targets, probabilities),
         }
     return metrics

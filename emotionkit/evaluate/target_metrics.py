@@ -2,7 +2,8 @@
 
 - `distribution` (soft labels): how far the predicted distribution is from the votes: KL
   (votes || predicted, nats), total variation, Jensen-Shannon (nats, symmetric and finite
-  even where the model gives a class zero) and EMD over the class axis. Accuracy elsewhere
+  even where the model gives a class zero), and EMD where the classes are ordered
+  (`data.ordinal`). Accuracy elsewhere
   is against the majority vote (the argmax of the votes).
 - `multi_label`: each class decided by its own sigmoid against a per-class threshold chosen
   on the validation split (the F1-best one); exact-match accuracy, micro/macro F1 and
@@ -25,7 +26,7 @@ THRESHOLD_GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)
 
 def target_metrics(
     kind: str, model: Any, dataset: Any, class_names: list[str], tta: str,
-    thresholds: list[float] | None = None,
+    thresholds: list[float] | None = None, ordinal: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     """The `distribution` or `multi_label` scores of a model on a split (`{}` for `single`).
 
@@ -35,7 +36,7 @@ def target_metrics(
         return {}
     logits, targets = logits_and_targets(model, dataset, tta)
     if kind == "distribution":
-        return {"distribution": distribution_metrics(targets, logits)}
+        return {"distribution": distribution_metrics(targets, logits, ordinal)}
     thresholds = thresholds or choose_thresholds(targets, logits)
     return {"multi_label": multi_label_metrics(targets, logits, thresholds, class_names)}
 
@@ -55,12 +56,15 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
 
 
-def distribution_metrics(targets: np.ndarray, logits: np.ndarray) -> dict[str, float]:
-    """KL, TVD, Jensen-Shannon and EMD between the votes and the softmax, image means."""
+def distribution_metrics(
+    targets: np.ndarray, logits: np.ndarray, ordinal: bool = False
+) -> dict[str, float]:
+    """KL, TVD, Jensen-Shannon (and EMD, `ordinal`) between the votes and the softmax, image
+    means."""
     probabilities = np.clip(softmax(logits.astype(np.float64)), 1e-12, 1.0)
     targets = targets.astype(np.float64)
     return {
-        **distribution_distances(targets, probabilities),
+        **distribution_distances(targets, probabilities, ordinal),
         "js": jensen_shannon(targets, probabilities),
     }
 

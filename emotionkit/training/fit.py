@@ -143,6 +143,7 @@ def compile_model(
     scaled_variables: Collection[str] = (),
     lr_scale: float = 1.0,
     class_counts: Sequence[int] | None = None,
+    ordinal: bool = False,
 ) -> None:
     """Attach optimizer, loss and metrics from the recipe's `train` section.
 
@@ -169,7 +170,7 @@ def compile_model(
     model.compile(
         optimizer=optimizer,
         loss=_training_loss(model, spec, class_counts),
-        metrics=build_training_metrics(spec.loss.name, spec.top_k),
+        metrics=build_training_metrics(spec.loss.name, spec.top_k, ordinal),
         jit_compile=jit_compile,
     )
 
@@ -199,6 +200,7 @@ def fit_model(
     class_names: list[str] | None = None,
     freeze_batchnorm: bool = False,
     loggers: RunLoggers | None = None,
+    ordinal: bool = False,
 ) -> FitResult:
     """Run `keras.Model.fit`, writing checkpoints, resume backups and history.csv to `run_dir`.
 
@@ -254,7 +256,7 @@ def fit_model(
             unfreeze_all(model, keep_batchnorm=freeze_batchnorm)
             compile_model(
                 model, spec, steps_per_epoch, jit_compile, initial_epoch=first,
-                scaled_variables=frozen, lr_scale=spec.backbone_lr_scale,
+                scaled_variables=frozen, lr_scale=spec.backbone_lr_scale, ordinal=ordinal,
             )  # fmt: skip
         _build_compiled_state(model, val_data)
         csv = keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=first > 0)

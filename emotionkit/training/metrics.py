@@ -135,12 +135,13 @@ class MultiLabelF1(keras.metrics.F1Score):
         super().update_state(y_true, keras.ops.sigmoid(y_pred), sample_weight)
 
 
-def build_training_metrics(loss_name: str, top_k: int) -> list[Any]:
-    """The metrics `compile_model` attaches, for `train.loss.name` and `train.top_k`.
+def build_training_metrics(loss_name: str, top_k: int, ordinal: bool = False) -> list[Any]:
+    """The metrics `compile_model` attaches, for `train.loss.name`, `train.top_k` and
+    `data.ordinal` (EMD only where the class axis is ordered).
 
     Example:
         >>> [m.name for m in build_training_metrics("kl_divergence", top_k=2)]
-        ['accuracy', 'macro_f1', 'top2_accuracy', 'balanced_accuracy', 'tvd', 'kl', 'emd']
+        ['accuracy', 'macro_f1', 'top2_accuracy', 'balanced_accuracy', 'tvd', 'kl']
     """
     metrics = [
         keras.metrics.CategoricalAccuracy(name="accuracy"),
@@ -149,7 +150,8 @@ def build_training_metrics(loss_name: str, top_k: int) -> list[Any]:
         BalancedAccuracy(),
     ]
     if loss_name in soft_label_losses():
-        metrics += [TotalVariation(), KLDivergenceMetric(), EarthMovers()]
+        metrics += [TotalVariation(), KLDivergenceMetric()]
+        metrics += [EarthMovers()] if ordinal else []
     if loss_name == "bce":  # multi-label: each class decided on its own
         metrics += [MultiLabelF1(average="micro"), MultiLabelF1(average="macro")]
     return metrics

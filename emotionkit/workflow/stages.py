@@ -166,6 +166,7 @@ def model_to_train(
     compile_model(
         model, train_spec, steps_per_epoch, choice.jit_compile,
         class_counts=data.splits["train"].class_counts(data.num_classes),
+        ordinal=recipe.data.ordinal,
     )  # fmt: skip
     return model, None
 
@@ -263,7 +264,15 @@ def evaluate_best(
         if name in datasets:
             metrics[name] = {
                 **dataset_metrics(best, datasets[name], names, tta),
-                **target_metrics(data.targets, best, datasets[name], names, tta, thresholds),
+                **target_metrics(
+                    data.targets,
+                    best,
+                    datasets[name],
+                    names,
+                    tta,
+                    thresholds,
+                    ordinal=recipe.data.ordinal,
+                ),
                 "targets": data.targets,
             }
             if "multi_label" in metrics[name]:  # the test split uses val's thresholds
