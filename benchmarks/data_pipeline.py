@@ -4,7 +4,7 @@
     python benchmarks/data_pipeline.py --steps 20 --rounds 2 --data ../shared/data/fer2013
 
 Measures, in one process on the same machine:
-1. decode: FER2013 train PNGs -> uint8 arrays with `decode_images` (tf.io, parallel), uncached;
+1. decode: FER2013 train PNGs -> uint8 arrays with `decode_images` (OpenCV, threads), uncached;
 2. pipeline: one epoch of the recipe's train `tf.data` pipeline alone (shuffle, augment,
    one-hot, batch, prefetch), no model;
 3. step time of the recipe's model in `keras.Model.fit` fed (a) by that real pipeline and

@@ -418,24 +418,3 @@ def test_tfds_not_prepared_says_how_to_prepare(tmp_path: Path, name: str) -> Non
     with pytest.raises(DataError, match=message):
         load_source(spec, seed=0)
     assert not any(tmp_path.iterdir())  # nothing was downloaded
-
-
-def test_opencv_decode_matches_tf_io_on_greyscale_pngs_at_size(tmp_path: Path) -> None:
-    """The TensorFlow-free decode (JAX-only hosts) gives FER-style PNGs the same pixels."""
-    import cv2
-
-    from emotionkit.data.decode import decode_images, decode_with_opencv
-
-    rng = np.random.default_rng(0)
-    paths = []
-    for index in range(3):
-        path = tmp_path / f"face{index}.png"
-        cv2.imwrite(str(path), rng.integers(0, 256, (48, 48), dtype=np.uint8))
-        paths.append(path)
-    (tmp_path / "empty.png").write_bytes(b"")
-    paths.append(tmp_path / "empty.png")
-    tf_images, tf_kept, _ = decode_images(paths, 48, 1, on_error="skip")
-    cv_images, cv_kept, cv_errors = decode_with_opencv(paths, 48, 1, on_error="skip")
-    np.testing.assert_array_equal(cv_images, tf_images)
-    np.testing.assert_array_equal(cv_kept, tf_kept)
-    assert [error["path"] for error in cv_errors] == [str(tmp_path / "empty.png")]

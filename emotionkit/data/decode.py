@@ -45,7 +45,8 @@ def decode_images(
     Decoding and resizing are `emotionkit.image_decode`'s, the ones `predict` and `serve`
     use, so a file gives training, `evaluate`, `predict` and `serve` the same pixels
     (tf.io's JPEG decoder, with its fast DCT, was 1.6 grey levels off OpenCV's on FER2013).
-    With `faces` (`data.faces`), each image is first cut down to its largest face.
+    With `faces` (`data.faces`), each image is first cut down to its largest face. Files are
+    decoded in threads: OpenCV and onnxruntime release the GIL while they work.
 
     Returns:
         The decoded images, the indices of `paths` they come from, and one
@@ -55,7 +56,27 @@ def decode_images(
     Raises:
         DataError: a file failed and `on_error` is `raise`; the message names the file.
     """
-    return decode_with_opencv(paths, image_size, channels, on_error, faces)
+    from concurrent.futures import ThreadPoolExecutor
+
+    crop = faces.cropper(image_size) if faces is not None else (lambda pixels: pixels)
+
+    def decode(path: Path) -> np.ndarray | str:
+        try:
+            return to_model_pixels(crop(read_image_file(path)), channels, image_size)
+        except (ImageDecodeError, NoFaceFoundError) as error:
+            return str(error)
+
+    images, kept, errors = [], [], []
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        for index, (path, result) in enumerate(zip(paths, pool.map(decode, paths), strict=True)):
+            if isinstance(result, str):
+                errors.append({"path": str(path), "reason": result})
+            else:
+                images.append(result)
+                kept.append(index)
+    raise_on_bad_files(errors, on_error)
+    empty = np.zeros((0, image_size, image_size, channels), np.uint8)
+    return (np.stack(images) if images else empty), np.asarray(kept, np.int64), errors
 
 
 def cached_decode(
@@ -126,35 +147,3 @@ def resize_pixels(images: np.ndarray, image_size: int, channels: int) -> np.ndar
     if images.shape[1:] == (image_size, image_size, channels):
         return np.ascontiguousarray(images, dtype=np.uint8)
     return np.stack([to_model_pixels(image, channels, image_size) for image in images])
-
-
-def decode_with_opencv(
-    paths: list[Path],
-    image_size: int,
-    channels: int,
-    on_error: str = "raise",
-    faces: FacesSpec | None = None,
-) -> tuple[np.ndarray, np.ndarray, list[dict[str, str]]]:
-    """`decode_images`: `image_decode.read_image_file`, the face crop, `to_model_pixels` per
-    file, in threads (OpenCV and onnxruntime release the GIL while they work)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    crop = faces.cropper(image_size) if faces is not None else (lambda pixels: pixels)
-
-    def decode(path: Path) -> np.ndarray | str:
-        try:
-            return to_model_pixels(crop(read_image_file(path)), channels, image_size)
-        except (ImageDecodeError, NoFaceFoundError) as error:
-            return str(error)
-
-    images, kept, errors = [], [], []
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        for index, (path, result) in enumerate(zip(paths, pool.map(decode, paths), strict=True)):
-            if isinstance(result, str):
-                errors.append({"path": str(path), "reason": result})
-            else:
-                images.append(result)
-                kept.append(index)
-    raise_on_bad_files(errors, on_error)
-    empty = np.zeros((0, image_size, image_size, channels), np.uint8)
-    return (np.stack(images) if images else empty), np.asarray(kept, np.int64), errors
