@@ -11,8 +11,6 @@ from pathlib import Path
 
 import nox
 
-# `multihost` is not among them yet: its kill-and-resume test failed once under JAX
-# (process 0's shutdown barrier timed out after a resumed run): run it with `nox -s multihost`.
 nox.options.sessions = ["lint", "typecheck", "tests"]
 nox.options.error_on_missing_interpreters = True
 # uv (when installed, e.g. `pip install nox uv`) builds the two ~2 GB test environments in
@@ -64,7 +62,8 @@ def typecheck(session: nox.Session) -> None:
 @nox.session
 @nox.parametrize("backend", ["tensorflow", "jax"])
 def tests(session: nox.Session, backend: str) -> None:
-    """pytest with coverage under one Keras backend."""
+    """pytest with coverage under one Keras backend, then the multi-process tests (serially,
+    in the same environment; skipped when arguments after `--` pick tests)."""
     _install_for_tests(session)
     session.run(
         "pytest",
@@ -82,7 +81,7 @@ def tests(session: nox.Session, backend: str) -> None:
         # (`nox -s browser`), not a timing-sensitive passenger on a loaded test run.
         "-m",
         "not browser",
-        # Two processes per launch, synchronised every step: its own session (`multihost`).
+        # Two processes per launch, synchronised every step: run apart, below.
         "--ignore=tests/test_multiprocess.py",
         "--durations=12",  # the slowest tests in every CI log: where the suite's time goes
         "--cov=emotionkit",
@@ -91,23 +90,30 @@ def tests(session: nox.Session, backend: str) -> None:
         *session.posargs,
         env={"KERAS_BACKEND": backend},
     )
+    if not session.posargs:
+        _run_multihost_tests(session, backend)
 
 
 @nox.session
 @nox.parametrize("backend", ["tensorflow", "jax"])
 def multihost(session: nox.Session, backend: str) -> None:
-    """Multi-process data parallel on loopback (tests/test_multiprocess.py), per backend.
+    """The multi-process tests alone (`tests` runs them too), per backend."""
+    _install_for_tests(session)
+    _run_multihost_tests(session, backend, *session.posargs)
+
+
+def _run_multihost_tests(session: nox.Session, backend: str, *args: str) -> None:
+    """Multi-process data parallel on loopback (tests/test_multiprocess.py).
 
     Each test launches two processes that import the framework and synchronise every step:
-    a few minutes per backend on 2 cores, serial (two jobs of two processes would starve each
-    other's collectives), so apart from `tests`. Not in the default sessions yet (see above).
+    serial, never beside another test (two jobs of two processes on 2 cores starve each
+    other's collectives), and without coverage (the work happens in child processes).
     """
-    _install_for_tests(session)
     session.run(
         "pytest",
         "tests/test_multiprocess.py",
         "--durations=5",
-        *session.posargs,
+        *args,
         env={"KERAS_BACKEND": backend},
     )
 

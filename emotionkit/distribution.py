@@ -195,6 +195,38 @@ def wait_for_coordinator(found: tuple[str, str] | None) -> None:
             time.sleep(0.5)
 
 
+SHUTDOWN_TIMEOUT_SECONDS = 3600
+"""How long a finished JAX process waits at exit for the others (`jax.distributed`'s shutdown
+barrier; JAX's default is 300 s).
+
+Every process trains; then process 0 alone evaluates and exports (the others' copies would be
+thrown away), while the others wait at the barrier. On a busy machine or with a large model
+that takes more than 5 minutes, and a timed-out barrier fails a run that had succeeded. A
+process that dies instead is stopped by its launcher (`emotionkit launch`, srun, the job
+controller), so a long wait never hides a failure."""
+
+
+def initialize_jax_processes() -> None:
+    """`keras.distribution.initialize()`'s call to `jax.distributed.initialize`, from the same
+    `KERAS_DISTRIBUTION_*` variables, with `SHUTDOWN_TIMEOUT_SECONDS` (Keras passes none).
+
+    Unset variables are left to JAX: `JAX_COORDINATOR_ADDRESS`, then SLURM / Cloud TPU /
+    Open MPI detection. Keras' shared random seed is not needed: the recipe's seed is set
+    right after.
+    """
+    import jax
+
+    addresses = os.environ.get("KERAS_DISTRIBUTION_JOB_ADDRESSES") or ""
+    count = os.environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES")
+    rank = os.environ.get("KERAS_DISTRIBUTION_PROCESS_ID")
+    jax.distributed.initialize(
+        coordinator_address=addresses.split(",")[0].strip() or None,
+        num_processes=int(count) if count else None,
+        process_id=int(rank) if rank else None,
+        shutdown_timeout_seconds=SHUTDOWN_TIMEOUT_SECONDS,
+    )
+
+
 def _start_jax(devices: str | int) -> Distribution:
     import keras
 
@@ -202,9 +234,7 @@ def _start_jax(devices: str | int) -> Distribution:
 
     if jax_multihost_requested():
         wait_for_coordinator(jax_coordinator())
-        # Reads KERAS_DISTRIBUTION_* and forwards to jax.distributed.initialize(), which
-        # falls back on JAX_COORDINATOR_ADDRESS and SLURM / Cloud TPU / Open MPI detection.
-        keras.distribution.initialize()
+        initialize_jax_processes()
     import jax
 
     chosen = [

@@ -12,7 +12,9 @@ paths (`jax.distributed` through `keras.distribution.initialize()`, TensorFlow's
 Both sets are given to every process; the backend reads its own. Each line a process prints
 is forwarded with a `[pN]` prefix. When one process fails (a non-zero exit or a signal),
 one line names it and the others get SIGTERM, then SIGKILL after `grace_seconds`: a
-collective whose peer died never returns, so no survivor is left waiting.
+collective whose peer died never returns, so no survivor is left waiting. Process 0 reports
+its run directory (`EMOTIONKIT_RUN_DIR_FILE`), so a run left `running` by a killed survivor
+is marked `interrupted` here, and the command that resumes it is printed.
 """
 
 from __future__ import annotations
@@ -23,13 +25,16 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import IO
 
 from emotionkit.distribution import TF_CPU_DEVICES_ENV
 from emotionkit.errors import EmotionkitError
+from emotionkit.runs import RUN_DIR_FILE_ENV, update_manifest
 
 GRACE_SECONDS = 20.0
 """SIGTERM to SIGKILL: time for a survivor to mark its run `interrupted` (a process blocked in
@@ -120,7 +125,10 @@ def launch(
     out = out or sys.stdout
     lock = threading.Lock()
     children, readers = [], []
-    for rank, env in enumerate(process_environments(processes, devices_per_process)):
+    environments = process_environments(processes, devices_per_process)
+    run_dir_file = Path(tempfile.mkstemp(prefix="emotionkit-launch-", suffix=".txt")[1])
+    environments[0][RUN_DIR_FILE_ENV] = str(run_dir_file)
+    for rank, env in enumerate(environments):
         child = subprocess.Popen(
             [sys.executable, "-m", "emotionkit", *arguments],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
@@ -140,7 +148,31 @@ def launch(
         code = 130
     for reader in readers:
         reader.join()
+    if code:
+        shape = f"--processes {processes}" + (
+            f" --devices-per-process {devices_per_process}" if devices_per_process > 1 else ""
+        )
+        _mark_unfinished_run(run_dir_file, shape, out)
+    run_dir_file.unlink(missing_ok=True)
     return code
+
+
+def _mark_unfinished_run(run_dir_file: Path, shape: str, out: IO[str]) -> None:
+    """After a failure: a run still `running` (its process 0 was killed before it could say
+    otherwise) becomes `interrupted`; any unfinished run gets the line that resumes it."""
+    text = run_dir_file.read_text().strip() if run_dir_file.is_file() else ""
+    manifest_path = Path(text) / "manifest.json"
+    if not text or not manifest_path.is_file():
+        return  # it failed before a run directory existed
+    run_dir = Path(text)
+    status = json.loads(manifest_path.read_text()).get("status")
+    if status == "running":
+        update_manifest(run_dir, status="interrupted", error="a process of the job was lost")
+        status = "interrupted"
+    if status != "completed":
+        command = f"emotionkit launch {shape} -- train --resume {run_dir}"
+        out.write(f"launch: run {run_dir} is {status}; resume with `{command}`\n")
+        out.flush()
 
 
 def _forward(stream: IO[str] | None, prefix: str, out: IO[str], lock: threading.Lock) -> None:

@@ -90,6 +90,21 @@ def update_manifest(run_dir: Path, **fields: Any) -> dict[str, Any]:
     return manifest
 
 
+RUN_DIR_FILE_ENV = "EMOTIONKIT_RUN_DIR_FILE"
+"""A file the run directory's path is written to as soon as it exists: `emotionkit launch`
+gives it to process 0, so that when a process is lost it can mark a run that nobody could
+mark (a survivor stuck in a collective is killed) and print the command that resumes it."""
+
+
+def announce_run_dir(run_dir: Path) -> None:
+    """Write `run_dir` to `$EMOTIONKIT_RUN_DIR_FILE` when a launcher asked for it."""
+    import os
+
+    target = os.environ.get(RUN_DIR_FILE_ENV)
+    if target:
+        Path(target).write_text(str(Path(run_dir).resolve()))
+
+
 RESUMABLE = ("running", "interrupted", "failed")
 """Statuses `train --resume` continues (`running` with no process left: killed)."""
 

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -175,9 +176,64 @@ def test_a_killed_worker_stops_the_job_and_the_run_resumes(tmp_path: Path) -> No
     assert job.returncode == 128 + signal.SIGKILL
     assert stopped_after < KILL_STOP_SECONDS, output[-3000:]
     (run_dir,) = (runs / "quickstart").iterdir()
-    assert manifest(run_dir)["status"] in ("failed", "interrupted"), output[-3000:]
+    status = manifest(run_dir)["status"]
+    assert status in ("failed", "interrupted"), output[-3000:]
+    resume_line = (
+        f"launch: run {run_dir.resolve()} is {status}; resume with "
+        f"`emotionkit launch --processes 2 -- train --resume {run_dir.resolve()}`\n"
+    )
+    assert lines[-1] == resume_line, output[-3000:]
 
     code, output = launch(tmp_path, "train", "--resume", str(run_dir), name="resume")
     assert code == 0, output[-3000:]
     assert manifest(run_dir)["status"] == "completed"
     assert [row["epoch"] for row in history(run_dir)] == [0, 1, 2]
+
+
+def slurm_job_id_with_a_free_port() -> int:
+    """A SLURM job id whose JAX coordinator port (61440 + id % 4096) is free here."""
+    for job_id in range(4096):
+        port = 61440 + job_id % 4096
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return job_id
+    raise AssertionError("no free port in 61440-65535")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(BACKEND != "jax", reason="JAX reads SLURM's variables; TF needs TF_CONFIG")
+def test_a_slurm_job_step_trains_from_the_variables_srun_sets(tmp_path: Path) -> None:
+    """The SLURM recipe of docs/distributed.md on one machine: each process gets only what
+    `srun` sets (no KERAS_DISTRIBUTION_*), and JAX finds the coordinator and ranks there."""
+    job_id, runs = slurm_job_id_with_a_free_port(), tmp_path / "runs"
+    slurm = {
+        "SLURM_JOB_ID": str(job_id), "SLURM_NTASKS": "2", "SLURM_STEP_NUM_NODES": "1",
+        "SLURM_STEP_NODELIST": "localhost", "KERAS_BACKEND": BACKEND, "PYTHONUNBUFFERED": "1",
+    }  # fmt: skip
+    base = {k: v for k, v in os.environ.items() if not k.startswith("KERAS_DISTRIBUTION_")}
+    command = [
+        sys.executable, "-m", "emotionkit", "train", str(QUICKSTART), *OVERRIDES,
+        DATA_PARALLEL, "--runs-dir", str(runs),
+    ]  # fmt: skip
+    logs = [tmp_path / f"task{rank}.log" for rank in (0, 1)]
+    tasks = []
+    for rank, log in enumerate(logs):
+        env = {**base, **slurm, "SLURM_PROCID": str(rank), "SLURM_LOCALID": str(rank)}
+        with log.open("w") as out:
+            tasks.append(
+                subprocess.Popen(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env)
+            )
+    try:
+        codes = [task.wait(timeout=LAUNCH_TIMEOUT) for task in tasks]
+    finally:
+        for task in tasks:
+            task.kill()
+    output = "\n".join(log.read_text() for log in logs)
+    assert codes == [0, 0], output[-3000:]
+    (run_dir,) = (runs / "quickstart").iterdir()
+    plan = manifest(run_dir)["distribution"]
+    assert isinstance(plan, dict) and plan["num_processes"] == 2
+    assert manifest(run_dir)["status"] == "completed"

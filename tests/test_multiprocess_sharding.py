@@ -3,12 +3,16 @@ and each process's share of a batch (tests/test_multiprocess.py runs real 2-proc
 
 from __future__ import annotations
 
+import io
 import json
+from pathlib import Path
 
 import numpy as np
+import pytest
 
 from emotionkit.distribution import Distribution, this_process_share
-from emotionkit.launch import process_environments
+from emotionkit.launch import _mark_unfinished_run, process_environments
+from emotionkit.runs import RUN_DIR_FILE_ENV, announce_run_dir, update_manifest
 
 
 def test_each_process_gets_the_variables_of_both_engines_on_loopback_ports() -> None:
@@ -40,3 +44,25 @@ def test_each_process_reads_a_disjoint_share_of_every_batch() -> None:
     assert this_process_share(batches, single) is batches
     workers = Distribution("data_parallel", "tensorflow", ["a"], 2, 1)
     assert this_process_share(batches, workers) is batches  # the strategy shards by itself
+
+
+def test_a_run_left_running_by_a_lost_job_is_marked_interrupted_with_its_resume_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_dir, report = tmp_path / "run", tmp_path / "run_dir.txt"
+    run_dir.mkdir()
+    update_manifest(run_dir, status="running")
+    monkeypatch.setenv(RUN_DIR_FILE_ENV, str(report))
+    announce_run_dir(run_dir)  # what process 0's `train` does once the directory exists
+    out = io.StringIO()
+    _mark_unfinished_run(report, "--processes 2", out)
+    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "interrupted"
+    assert out.getvalue() == (
+        f"launch: run {run_dir} is interrupted; resume with "
+        f"`emotionkit launch --processes 2 -- train --resume {run_dir}`\n"
+    )
+    update_manifest(run_dir, status="completed")
+    _mark_unfinished_run(report, "--processes 2", out := io.StringIO())
+    assert out.getvalue() == ""  # a finished run needs nothing
+    _mark_unfinished_run(tmp_path / "never_written.txt", "--processes 2", out)
+    assert out.getvalue() == ""  # the job failed before any run directory

@@ -19,7 +19,13 @@ from rich.console import Console
 
 from emotionkit.errors import EmotionkitError
 from emotionkit.recipe import Recipe
-from emotionkit.runs import create_run_dir, git_commit, package_versions, update_manifest
+from emotionkit.runs import (
+    announce_run_dir,
+    create_run_dir,
+    git_commit,
+    package_versions,
+    update_manifest,
+)
 from emotionkit.runtime import RuntimeChoice, configure_frameworks, resolve_runtime
 from emotionkit.workflow.stages import (
     check_inputs,
@@ -105,6 +111,7 @@ def train(
     choice, distribution, plan = _start_runtime(recipe, console)
     check_inputs(recipe)  # a missing folder or weights file stops before any run directory
     run_dir = create_run_dir(_writable_runs_dir(runs_dir, distribution), recipe.name)
+    announce_run_dir(run_dir)
     (run_dir / "recipe.yaml").write_text(recipe.to_yaml())
     update_manifest(
         run_dir,
@@ -116,12 +123,9 @@ def train(
         devices=_device_names(),
         distribution=plan,
     )
-    with _true_status(run_dir, console), _loggers(recipe, run_dir, distribution) as loggers:
-        metrics, export = _run_stages(
-            recipe, choice, (distribution, plan), run_dir, console, callbacks, resuming=False,
-            loggers=loggers,
-        )  # fmt: skip
-        _finish_loggers(loggers, run_dir, metrics)
+    metrics, export = _run_logged(
+        recipe, choice, (distribution, plan), run_dir, console, callbacks, resuming=False
+    )
     update_manifest(run_dir, status="completed", wall_seconds=round(time.time() - started, 1))
     return TrainResult(run_dir, metrics, export)
 
@@ -153,6 +157,7 @@ def resume(
     recipe = load_recipe(run_dir / "recipe.yaml")
     choice, distribution, plan = _start_runtime(recipe, console)
     run_dir = _writable_run_copy(run_dir, distribution)
+    announce_run_dir(run_dir)
     update_manifest(
         run_dir,
         status="running",
@@ -161,15 +166,32 @@ def resume(
         resumed=int(manifest.get("resumed", 0)) + 1,
         distribution=plan,
     )
-    with _true_status(run_dir, console), _loggers(recipe, run_dir, distribution) as loggers:
-        metrics, export = _run_stages(
-            recipe, choice, (distribution, plan), run_dir, console, callbacks, resuming=True,
-            loggers=loggers,
-        )  # fmt: skip
-        _finish_loggers(loggers, run_dir, metrics)
+    metrics, export = _run_logged(
+        recipe, choice, (distribution, plan), run_dir, console, callbacks, resuming=True
+    )
     wall = float(manifest.get("wall_seconds") or 0.0) + time.time() - started
     update_manifest(run_dir, status="completed", wall_seconds=round(wall, 1))
     return TrainResult(run_dir, metrics, export)
+
+
+def _run_logged(
+    recipe: Recipe,
+    choice: RuntimeChoice,
+    distributed: tuple[Distribution, dict[str, Any]],
+    run_dir: Path,
+    console: Console,
+    callbacks: list[Any] | None,
+    *,
+    resuming: bool,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The stages, with the manifest's true status and the recipe's loggers around them."""
+    with _true_status(run_dir, console), _loggers(recipe, run_dir, distributed[0]) as loggers:
+        metrics, export = _run_stages(
+            recipe, choice, distributed, run_dir, console, callbacks, resuming=resuming,
+            loggers=loggers,
+        )  # fmt: skip
+        _finish_loggers(loggers, run_dir, metrics)
+    return metrics, export
 
 
 def _finish_loggers(loggers: RunLoggers, run_dir: Path, metrics: dict[str, Any]) -> None:
@@ -217,9 +239,9 @@ def _loggers(
 def _writable_runs_dir(runs_dir: str | Path, distribution: Distribution) -> Path:
     """Process 0 writes the run; other processes of a multi-host job write to a temp folder.
 
-    Every process runs the same steps (saving included: tf.distribute's multi-worker
-    saving needs all workers), but only one copy of checkpoints and exports is kept, the
-    pattern TensorFlow's multi-worker guide recommends.
+    Every process trains and saves (tf.distribute's multi-worker saving needs all workers),
+    but only one copy of the checkpoints is kept, the pattern TensorFlow's multi-worker guide
+    recommends; process 0 alone then evaluates and exports.
     """
     if distribution.is_chief:
         return Path(runs_dir)
@@ -284,6 +306,7 @@ def _run_stages(
             console=console, jit_compile=choice.jit_compile, extra_callbacks=callbacks,
             resume_state=resume_state, class_names=data.class_names,
             freeze_batchnorm=recipe.model.freeze_batchnorm, loggers=loggers,
+            ordinal=recipe.data.ordinal,
         )  # fmt: skip
     if result.failure is not None:
         update_manifest(run_dir, status="failed", failure=result.failure)
@@ -291,6 +314,12 @@ def _run_stages(
             f"Training stopped: non-finite loss at epoch {result.failure['epoch']}, step "
             f"{result.failure['step']}; the last good checkpoint is in {result.checkpoint_dir}."
         )
+    if not distribution.is_chief:  # its run directory is a scratch copy: nothing to score
+        console.print(
+            f"process {distribution.process_index}: training done; process 0 evaluates and exports",
+            highlight=False,
+        )
+        return {}, {}
     metrics = evaluate_best(run_dir, datasets, data, result.best_epoch, recipe)
     console.print(describe_best(result.best_epoch, metrics["val"]), highlight=False, soft_wrap=True)
     export = _export_or_defer(run_dir, recipe, console)
