@@ -23,7 +23,7 @@ from onnx import TensorProto, helper, numpy_helper
 from typer.testing import CliRunner
 
 from emotionkit.cli import app
-from emotionkit.errors import DataError
+from emotionkit.errors import DataError, EmotionkitError
 from emotionkit.image_decode import to_model_pixels
 from emotionkit.predict import (
     CropPolicy,
@@ -327,6 +327,28 @@ def test_cli_video_every_nth_frame(tmp_path: Path, model_path: Path) -> None:
         (10, "neutral"),
         (20, "happy"),
     ]
+
+
+def test_cli_model_option_takes_a_path_and_leaves_every_path_an_input(
+    tmp_path: Path, model_path: Path
+) -> None:
+    bright, dark = write_png(tmp_path / "bright.png", uniform(200)), tmp_path / "dark.png"
+    write_png(dark, uniform(20))
+    out = tmp_path / "results.jsonl"
+    runner = CliRunner()
+    args = ["predict", "--model", str(model_path), str(bright), str(dark), "--out", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    labels = [json.loads(line)["label"] for line in out.read_text().splitlines()]
+    assert labels == ["happy", "sad"]  # the brightness model, on both inputs
+    result = runner.invoke(
+        app, ["predict", "--model", str(model_path), str(model_path), str(bright)]
+    )
+    assert isinstance(result.exception, EmotionkitError)
+    assert str(result.exception) == f"give the model as MODEL or --model, not both ({model_path})."
+    result = runner.invoke(app, ["predict", "--model", str(model_path)])
+    assert isinstance(result.exception, EmotionkitError)
+    assert "give at least one image" in str(result.exception)
 
 
 def test_cli_input_errors(tmp_path: Path, model_path: Path) -> None:

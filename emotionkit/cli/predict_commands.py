@@ -32,10 +32,17 @@ DEFAULT_MAX_PIXELS = 40_000_000
 def predict(
     paths: list[Path] | None = typer.Argument(
         None,
-        help="[MODEL] INPUT...: MODEL is an .onnx file or a run directory (export/model.onnx), "
-        "default the bundled FER2013 model; INPUTs are image files, folders (searched "
-        "recursively) or videos (.mp4 .avi .mov .mkv).",
+        help="[MODEL] INPUT...: MODEL is an .onnx file, a run directory (export/model.onnx) "
+        "or a bundled model's name (emotionkit models list), default the bundled fer2013-cpu; "
+        "INPUTs are image files, folders (searched recursively) or videos (.mp4 .avi .mov .mkv).",
         show_default=False,
+    ),
+    model: str | None = typer.Option(
+        None,
+        "--model",
+        help="The model, instead of MODEL (then every path is an INPUT): a bundled model's name "
+        "(emotionkit models list), an .onnx file or a run directory.",
+        show_default="the bundled fer2013-cpu",
     ),
     faces: str = typer.Option(
         "auto",
@@ -118,9 +125,9 @@ def predict(
         raise EmotionkitError(f"--faces must be auto or none, got {faces!r}.")
     if out is not None:
         check_results_path(out)
-    model, inputs = _model_and_inputs(paths or [], live=source is not None)
+    model_path, inputs = _model_and_inputs(paths or [], live=source is not None, model=model)
     predictor = Predictor(
-        model,
+        model_path,
         detector="none" if faces == "none" else detector,
         cascade=cascade,
         uncertain_below=uncertain_below,
@@ -257,43 +264,69 @@ def _count(number: int, noun: str) -> str:
     return f"{number:,} {noun}" + ("" if number == 1 else "s")
 
 
-def _model_and_inputs(paths: list[Path], live: bool = False) -> tuple[Path, list[Path]]:
-    """Split `[MODEL] INPUT...`: the first path is the model when it is an .onnx file or a
-    run directory; otherwise every path is an input and the bundled model runs. With
-    `live` (`--source`), MODEL alone or nothing.
+def _model_and_inputs(
+    paths: list[Path], live: bool = False, model: str | None = None
+) -> tuple[Path, list[Path]]:
+    """Split `[MODEL] INPUT...` (or `--model` and `INPUT...`) into the model's .onnx file and
+    the inputs. Without `--model`, the first path is the model when `_names_a_model` says so;
+    otherwise every path is an input and the default bundled model runs. With `live`
+    (`--source`), MODEL alone or nothing.
 
     A run directory is never read as a folder of images: one without `export/model.onnx`
     stops with the command that makes it.
     """
-    from emotionkit.bundled import bundled_model_path
+    from emotionkit.bundled import DEFAULT_MODEL
     from emotionkit.predict.onnx_model import resolve_model_path
 
-    if not paths:
-        if live:
-            return bundled_model_path(), []
+    if model is not None and paths and _names_a_model(paths[0], in_model_slot=False):
+        raise EmotionkitError(f"give the model as MODEL or --model, not both ({paths[0]}).")
+    if not paths and not live:
         raise EmotionkitError("give at least one image, folder or video (or --source).")
+    if model is not None or not paths:
+        if live and paths:
+            raise EmotionkitError("--source reads one live input: give MODEL at most, no INPUTs.")
+        return resolve_model_path(model or DEFAULT_MODEL), paths
     first = paths[0]
     if (first / "recipe.yaml").is_file():
         resolve_model_path(first)  # raises, naming the missing file and `emotionkit export`
-    is_model = first.suffix == ".onnx" or (first / "export" / "model.onnx").is_file()
+    is_model = _names_a_model(first, in_model_slot=live or len(paths) > 1)
     if live and (len(paths) > 1 or not is_model):
         raise EmotionkitError("--source reads one live input: give MODEL at most, no INPUTs.")
-    if live:
-        return first, []
-    if is_model and len(paths) > 1:
-        return first, paths[1:]
-    if is_model:
+    if is_model and len(paths) == 1 and not live:
         raise EmotionkitError(f"{first} is a model: give at least one image, folder or video.")
-    return bundled_model_path(), paths
+    if is_model:
+        return resolve_model_path(first), paths[1:]
+    return resolve_model_path(DEFAULT_MODEL), paths
+
+
+def _names_a_model(path: Path, in_model_slot: bool) -> bool:
+    """Whether the first path is MODEL: an .onnx file, an exported run directory, or a
+    bundled model's name that is not also a path here. `in_model_slot` (more paths follow,
+    or `--source`): also any bare name that is not a path, so that a misspelt bundled name
+    stops with the list of names instead of running the default model."""
+    from emotionkit.bundled import BUNDLED_FILES
+
+    if path.suffix == ".onnx" or (path / "export" / "model.onnx").is_file():
+        return True
+    if path.exists():
+        return False
+    bare_name = not path.suffix and len(path.parts) == 1
+    return str(path) in BUNDLED_FILES or (in_model_slot and bare_name)
 
 
 def serve(
     model: Path | None = typer.Argument(
         None,
-        help="An .onnx file or a run directory (export/model.onnx); default the bundled "
-        "FER2013 model.",
+        help="An .onnx file, a run directory (export/model.onnx) or a bundled model's name "
+        "(emotionkit models list); default the bundled fer2013-cpu.",
         show_default=False,
         metavar="MODEL",
+    ),
+    model_option: str | None = typer.Option(
+        None,
+        "--model",
+        help="The same as MODEL, as an option (as for `emotionkit predict --model`).",
+        show_default=False,
     ),
     host: str = typer.Option(
         "127.0.0.1",
@@ -314,6 +347,8 @@ def serve(
     """
     import importlib.util
 
+    if model is not None and model_option is not None:
+        raise EmotionkitError(f"give the model as MODEL or --model, not both ({model}).")
     missing = [m for m in ("starlette", "uvicorn", "multipart") if not importlib.util.find_spec(m)]
     if missing:
         raise EmotionkitError(
@@ -328,30 +363,55 @@ def serve(
             "no authentication and no TLS. Use it only on a network you trust.",
             err=True,
         )
-    run_server(model, host=host, port=port, detector=detector)
+    run_server(model if model_option is None else model_option, host=host, port=port,
+               detector=detector)  # fmt: skip
 
 
-def models_list() -> None:
-    """The models bundled with emotionkit (used when `predict` gets no model)."""
+def models_list(
+    latency: bool = typer.Option(
+        True,
+        "--latency/--no-latency",
+        help="Time each model on this CPU: the median of single-image runs after a few warm-up "
+        "runs (well under a second a model). --no-latency reads the metadata only.",
+    ),
+) -> None:
+    """The models bundled with emotionkit; any of their names works as `predict --model NAME`,
+    `serve --model NAME` and `Predictor("NAME")`. The default runs when no model is given."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    from emotionkit.bundled import list_bundled
+    from emotionkit.bundled import LATENCY_TIMED_RUNS, list_bundled
 
-    table = Table(title="Bundled models")
-    for column in ("name", "input", "classes", "val accuracy", "val macro-F1", "size"):
-        table.add_column(column)
-    rows = list_bundled()
+    caption = f"latency: batch 1, median of {LATENCY_TIMED_RUNS} runs on this CPU (onnxruntime)"
+    # No vertical rules, and the classes on the lines below: the table fits 80 columns.
+    table = Table(title="Bundled models", caption=caption if latency else None, box=box.SIMPLE_HEAD)
+    for column in ("name", "default", "input", "val acc", "val F1", "size", "latency"):
+        table.add_column(column, no_wrap=True)
+    rows = list_bundled(latency=latency)
     for row in rows:
-        name = f"{row['name']} (default)" if row["default"] else str(row["name"])
-        classes = row["classes"]
-        assert isinstance(classes, list)
         table.add_row(
-            name, str(row["input"]), str(len(classes)), str(row["val_accuracy"]),
-            str(row["val_macro_f1"]), f"{row['size_mb']} MB",
+            str(row["name"]), "yes" if row["default"] else "", str(row["input"]),
+            _text(row["val_accuracy"]), _text(row["val_macro_f1"]), f"{row['size_mb']} MB",
+            _milliseconds(row["latency_ms"]),
         )  # fmt: skip
     console = Console()
     console.print(table)
     for row in rows:
-        console.print(f"{row['name']}: {row['path']}\n  trained by: {row['training_command']}",
-                      highlight=False, soft_wrap=True)  # fmt: skip
+        classes = row["classes"]
+        assert isinstance(classes, list)
+        lines = (
+            f"{row['name']}: {row['path']}",
+            f"  classes ({len(classes)}): {', '.join(classes)}",
+            f"  trained by: {_text(row['training_command'])}",
+        )
+        console.print("\n".join(lines), highlight=False, soft_wrap=True)
+
+
+def _text(value: object) -> str:
+    """A metadata value, or a dash where the model's metadata has none."""
+    return "-" if value in (None, "") else str(value)
+
+
+def _milliseconds(value: object) -> str:
+    return "-" if not isinstance(value, float) else f"{value:.2f} ms"

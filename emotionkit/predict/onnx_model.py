@@ -9,6 +9,7 @@ the session we need, and the session already exposes the metadata.
 
 from __future__ import annotations
 
+import difflib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
+from emotionkit.bundled import BUNDLED_FILES, bundled_model_path, bundled_names
 from emotionkit.errors import DataError
 
 INPUT_NAME = "image"
@@ -64,8 +66,19 @@ class ModelInfo:
         return self.thresholds is not None
 
 
-def resolve_model_path(path: Path) -> Path:
-    """The `.onnx` file for `path`: the file itself, or a run directory's export/model.onnx."""
+def resolve_model_path(model: str | Path) -> Path:
+    """The `.onnx` file for `model`, the one place a model argument is resolved.
+
+    `model` is an `.onnx` file, a run directory (its `export/model.onnx`) or a bundled
+    model's name (`emotionkit models list`). A path that exists wins over a bundled name, so
+    a file or folder of yours is never shadowed.
+
+    Raises:
+        DataError: Nothing of that name: the message lists the bundled names.
+    """
+    path = Path(model)
+    if not path.exists() and str(path) in BUNDLED_FILES:
+        return bundled_model_path(str(path))
     if path.is_dir():
         onnx_path = path / "export" / "model.onnx"
         if onnx_path.is_file():
@@ -80,13 +93,18 @@ def resolve_model_path(path: Path) -> Path:
             "(run `emotionkit export RUN_DIR`, or give the .onnx file)."
         )
     if not path.is_file():
-        raise DataError(f"{path} not found: give an .onnx file or a run directory.")
+        close = difflib.get_close_matches(str(path), BUNDLED_FILES, n=1)
+        hint = f"; did you mean {close[0]}?" if close else "."
+        raise DataError(
+            f"{path} not found: give an .onnx file, a run directory or a bundled model's name "
+            f"({bundled_names()}){hint}"
+        )
     return path
 
 
-def open_session(path: Path) -> tuple[ort.InferenceSession, ModelInfo]:
-    """Open `path` (an .onnx file or run directory) on the CPU and read its contract."""
-    onnx_path = resolve_model_path(path)
+def open_session(model: str | Path) -> tuple[ort.InferenceSession, ModelInfo]:
+    """Open `model` (see `resolve_model_path`) on the CPU and read its contract."""
+    onnx_path = resolve_model_path(model)
     try:
         session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     except _LOAD_ERRORS as error:

@@ -10,6 +10,7 @@ from typing import Literal
 
 import numpy as np
 
+from emotionkit.bundled import DEFAULT_MODEL
 from emotionkit.errors import DataError
 from emotionkit.image_decode import to_model_pixels
 from emotionkit.predict.crops import CropPolicy, detector_margin, face_crop
@@ -86,7 +87,9 @@ class Predictor:
     """Classify facial expressions with an exported emotionkit ONNX model.
 
     Args:
-        model: An `.onnx` file, or a run directory (its `export/model.onnx` is used).
+        model: An `.onnx` file, a run directory (its `export/model.onnx` is used) or a
+            bundled model's name (`emotionkit models list`); the default bundled model
+            (`fer2013-cpu`) when left out.
         detector: A detector name (`auto`: MTCNN when `emotionkit[faces]` is installed, else
             Haar; `mtcnn`, `haar`, `none`: every image whole) or a `FaceDetector` callable.
         cascade: An OpenCV cascade XML for the Haar detector.
@@ -101,11 +104,13 @@ class Predictor:
         >>> predictor = Predictor("runs/quickstart/export/model.onnx")  # doctest: +SKIP
         >>> [p.label for p in predictor.predict(rgb_photo)]  # doctest: +SKIP
         ['happy', 'neutral']
+        >>> Predictor("fer2013-cpu").class_names[:2]  # a bundled model, by name
+        ('angry', 'disgust')
     """
 
     def __init__(
         self,
-        model: str | Path,
+        model: str | Path = DEFAULT_MODEL,
         detector: str | FaceDetector | None = "auto",
         cascade: str | Path | None = None,
         batch_size: int = 64,
@@ -117,7 +122,7 @@ class Predictor:
         cascade_path = None if cascade is None else Path(cascade)
         if callable(detector) and cascade is not None:
             raise DataError("give a face detector or a cascade file, not both.")
-        self.session, self.info = open_session(Path(model))
+        self.session, self.info = open_session(model)
         trained_detector, trained_crop = trained_face_crop(self.info)
         if detector in ("auto", None) and cascade is None and trained_detector:
             detector = trained_detector  # the detector its training crops were cut with

@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from emotionkit.bundled import bundled_model_path
+from emotionkit.bundled import DEFAULT_MODEL
 from emotionkit.predict import Predictor
 from emotionkit.predict.predictor import FaceMode
 from emotionkit.serve.images import MAX_IMAGE_PIXELS, ImageError, quiet_decoder_warnings
@@ -114,7 +114,8 @@ def create_app(
     request (`emotionkit.DataError`).
 
     Args:
-        model_path: An exported `.onnx` file or run directory; None for the bundled model.
+        model_path: An exported `.onnx` file, a run directory or a bundled model's name
+            (`emotionkit models list`); None for the default bundled model.
         max_upload_bytes: Larger request bodies are refused with 413.
         max_image_pixels: Images whose header declares more pixels are refused with 400.
         detector: The face detector, as `emotionkit predict --detector` (auto, mtcnn, haar,
@@ -125,9 +126,9 @@ def create_app(
         >>> uvicorn.run(create_app(), host="127.0.0.1", port=8000)  # doctest: +SKIP
     """
     quiet_decoder_warnings()
-    path = bundled_model_path() if model_path is None else Path(model_path)
+    model = DEFAULT_MODEL if model_path is None else model_path
     page = (resources.files("emotionkit.serve") / "static" / "index.html").read_text("utf-8")
-    server = _Server(load_predictor(path, detector), max_upload_bytes, max_image_pixels, page)
+    server = _Server(load_predictor(model, detector), max_upload_bytes, max_image_pixels, page)
     routes = [
         Route("/", server.index, methods=["GET"]),
         Route("/healthz", server.healthz, methods=["GET"]),

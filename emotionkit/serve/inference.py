@@ -29,9 +29,10 @@ EXTRA_METADATA_KEYS = (
 )
 
 
-def load_predictor(model_path: Path, detector: str = "auto") -> Predictor:
-    """The server's one `Predictor`: `model_path`'s session and thread-safe face finding."""
-    return Predictor(model_path, detector=build_detector(detector, thread_safe=True))
+def load_predictor(model: str | Path, detector: str = "auto") -> Predictor:
+    """The server's one `Predictor`: `model`'s session (a file, run directory or bundled
+    name, as `Predictor` takes) and thread-safe face finding."""
+    return Predictor(model, detector=build_detector(detector, thread_safe=True))
 
 
 def model_id(predictor: Predictor) -> dict[str, str | None]:

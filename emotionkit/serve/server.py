@@ -18,13 +18,14 @@ def is_loopback(host: str) -> bool:
 
 
 def run_server(
-    model_path: Path | None = None,
+    model_path: str | Path | None = None,
     host: str = "127.0.0.1",
     port: int = 8000,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
     detector: str = "auto",
 ) -> None:
-    """Serve `model_path` (None: the bundled model) until interrupted.
+    """Serve `model_path` (a file, run directory or bundled name; None: the default bundled
+    model) until interrupted.
 
     uvicorn's access log is off: each refused request is already logged once, with its
     reason, by the app (logger `emotionkit.serve`), and a line per frame of the demo
