@@ -3,9 +3,11 @@
 Both converters need TensorFlow: ONNX goes through tf2onnx, which on the JAX backend would
 need the heavy `jax2onnx`. A `.keras` file saved under JAX loads under TensorFlow with the same
 outputs, so a JAX run exports in a child process running the TensorFlow backend. The parity
-reference (validation images + the training backend's logits of them and of their mirror
-images) is written by the training run, so the check compares the artifacts with the model as
-it was trained, across backends; with `export.tta: hflip` the reference is the mean of the two.
+reference (validation images + the training backend's logits of them, of their mirror images
+and their ten-view mean) is written by the training run, so the check compares the artifacts
+with the model as it was trained, across backends; with `export.tta: hflip` the reference is
+the mean of the plain and mirror logits, with `hflip_crops` the stored ten-view mean (computed
+on NumPy views, `evaluate.tta.views`, so it does not share the in-graph TensorFlow views).
 
 Artifacts are built in `export/.staging/` and moved into `export/` only when their parity
 check passes: a failed export leaves `export.json` (with the numbers) and nothing that looks
@@ -43,6 +45,7 @@ from emotionkit.recipe import load_recipe
 from emotionkit.runs import package_versions, write_json
 
 REFERENCE_FILE = "parity_reference.npz"
+CROPS_KEY = "hflip_crops_logits"  # the reference's ten-view mean logits
 
 
 def export_run(run_dir: Path, spec: ExportSpec | None = None) -> dict[str, Any]:
@@ -68,7 +71,12 @@ def export_run(run_dir: Path, spec: ExportSpec | None = None) -> dict[str, Any]:
 
 
 def write_parity_reference(
-    run_dir: Path, images: np.ndarray, logits: np.ndarray, *, mirror_logits: np.ndarray
+    run_dir: Path,
+    images: np.ndarray,
+    logits: np.ndarray,
+    *,
+    mirror_logits: np.ndarray,
+    crops_logits: np.ndarray | None = None,
 ) -> None:
     """Save the images and the training backend's logits that exports are checked against.
 
@@ -79,12 +87,15 @@ def write_parity_reference(
         mirror_logits: its logits of the mirror images `images[:, :, ::-1]`, the reference of
             an `export.tta: hflip` export (mean of both), so the TTA setting can change at
             export time.
+        crops_logits: its mean logits over the ten `hflip_crops` views of `images`
+            (`evaluate.tta.tta_logits`), the reference of an `export.tta: hflip_crops` export.
     """
     export_dir = run_dir / "export"
     export_dir.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(
-        export_dir / REFERENCE_FILE, images=images, logits=logits, mirror_logits=mirror_logits
-    )
+    arrays: dict[str, Any] = {"images": images, "logits": logits, "mirror_logits": mirror_logits}
+    if crops_logits is not None:
+        arrays[CROPS_KEY] = crops_logits
+    np.savez_compressed(export_dir / REFERENCE_FILE, **arrays)
 
 
 def export_with_tensorflow(run_dir: Path, spec: ExportSpec) -> dict[str, Any]:
@@ -210,25 +221,25 @@ def _int8_data(run_dir: Path, per_class: int) -> tuple[np.ndarray, np.ndarray, n
 
 
 def _parity_reference(export_dir: Path, tta: str) -> tuple[np.ndarray, np.ndarray]:
-    """The stored images and the logits the artifacts must give: mirrored mean for `hflip`."""
+    """The stored images and the logits the artifacts must give under `export.tta`."""
     path = export_dir / REFERENCE_FILE
     if not path.exists():
         raise ExportError(
             f"{path} is missing: it is written by `emotionkit train`; re-run the training or "
             "restore the file."
         )
+    needed = {"none": "logits", "hflip": "mirror_logits", "hflip_crops": CROPS_KEY}[tta]
     with np.load(path) as stored:
-        images, logits = stored["images"].astype(np.float32), stored["logits"]
-        if tta == "none":
-            return images, logits
-        if "mirror_logits" not in stored:
+        if needed not in stored:
             raise ExportError(
-                f"export.tta: {tta} needs the mirror images' logits, which {path} lacks (the "
-                "run was trained before export.tta existed); export with export.tta=none or "
-                "re-run the training."
+                f"export.tta: {tta} needs the {needed} of the training backend, which {path} "
+                "lacks (the run was trained before that export.tta existed); export with "
+                "another export.tta (`none` always works) or re-run the training."
             )
-        mirror_logits = stored["mirror_logits"]
-    return images, mean_logits((logits, mirror_logits))
+        images, logits = stored["images"].astype(np.float32), stored["logits"]
+        if tta == "hflip":
+            return images, mean_logits((logits, stored["mirror_logits"]))
+        return images, np.asarray(stored[needed])
 
 
 def _compare(candidate: np.ndarray, reference: np.ndarray, atol: float) -> dict[str, Any]:

@@ -7,10 +7,12 @@ Every artifact has the same contract, so any runtime can use it without emotionk
 - outputs `logits` and `probabilities` (softmax of the logits; for a multi-label model,
   one sigmoid per class, independent of the others), float32 (N, K); with
   `export.tta: hflip` the logits are the mean of the image's and its horizontal mirror's
-  (two forward passes: 2x the compute), so every caller gets mirror test-time augmentation
-  without knowing about it;
+  (2x the compute), with `hflip_crops` the mean over ten views (the centre and four corner
+  crops of the reflect-padded image, each with its mirror: 10x the compute), so every
+  caller gets test-time augmentation without knowing about it;
 - metadata: class names in output order, input size and channels, the normalisation, the
-  test-time augmentation (`tta`: `none` or `hflip`), the target kind (`targets`: `single`,
+  test-time augmentation (`tta`: `none`, `hflip` or `hflip_crops`), the target kind
+  (`targets`: `single`,
   `distribution` or `multi_label`, with the per-class `thresholds` chosen on validation for
   multi-label), for a model trained with `data.faces` its detector and crop policy
   (`face_crop`, JSON), the emotionkit version and the SHA-256 of the run's recipe — ONNX
@@ -101,24 +103,55 @@ def serving_function(model: Any, tta: str = "none", multi_label: bool = False) -
 
     Args:
         model: a float32 Keras model (TensorFlow backend).
-        tta: `none`, or `hflip`: the logits are the mean of the image's and its mirror's.
+        tta: `none`; `hflip` or `hflip_crops`: the logits are the mean over the views of
+            `tta_views`, which run through the model as one batch of V*N images (one model
+            call in the graph, whatever the mode).
         multi_label: probabilities are per-class sigmoids instead of one softmax.
     """
     import tensorflow as tf
 
+    from emotionkit.evaluate.tta import VIEW_COUNTS
+
     _, size, _, channels = model.input_shape
     spec = tf.TensorSpec([None, size, size, channels], tf.float32, name="image")
+    num_classes = model.output_shape[-1]
 
     @tf.function(input_signature=[spec])
     def serve(image: Any) -> dict[str, Any]:
-        logits = tf.cast(model(image, training=False), tf.float32)
-        if tta == "hflip":
-            mirrored = tf.cast(model(tf.reverse(image, axis=[2]), training=False), tf.float32)
-            logits = (logits + mirrored) / 2.0
+        logits = tf.cast(model(tta_views(image, tta), training=False), tf.float32)
+        if tta != "none":  # (V*N, K) -> (V, N, K): the views are stacked view-major
+            logits = tf.reduce_mean(tf.reshape(logits, [VIEW_COUNTS[tta], -1, num_classes]), 0)
         probabilities = tf.sigmoid(logits) if multi_label else tf.nn.softmax(logits)
         return {"logits": logits, "probabilities": probabilities}
 
     return serve
+
+
+def tta_views(image: Any, tta: str) -> Any:
+    """The views of `evaluate.tta.views(image, tta)` in TensorFlow, stacked on the batch axis.
+
+    (N, H, W, C) -> (V*N, H, W, C), view-major: the image, then (`hflip_crops`) its crops
+    of the reflect-padded image at `crop_corners`, then the same for the mirror image. Only
+    ops tf2onnx converts (Reverse, Pad REFLECT, strided Slice, Concat).
+    """
+    import tensorflow as tf
+
+    from emotionkit.evaluate.tta import CROP_PAD, TTA_MODES, crop_corners
+
+    if tta not in TTA_MODES:
+        raise ExportError(f"export.tta must be one of {', '.join(TTA_MODES)}, got {tta!r}")
+    if tta == "none":
+        return image
+    bases = [image, tf.reverse(image, axis=[2])]  # NHWC: axis 2 is the width
+    if tta == "hflip":
+        return tf.concat(bases, axis=0)
+    pad, corners = CROP_PAD, crop_corners(CROP_PAD)
+    height, width = image.shape[1], image.shape[2]
+    crops = []
+    for base in bases:
+        padded = tf.pad(base, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
+        crops += [padded[:, top : top + height, left : left + width] for top, left in corners]
+    return tf.concat(crops, axis=0)
 
 
 def write_saved_model(model: Any, path: Path, metadata: dict[str, str], tta: str = "none") -> None:

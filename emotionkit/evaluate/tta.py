@@ -4,7 +4,8 @@ Faces are near mirror-symmetric, so the mirror image is a second, almost indepen
 (+1.4 points of accuracy on the FER2013 CPU recipe's validation split). `hflip_crops` adds
 the classic pad-and-crop views: the image reflect-padded by `CROP_PAD` pixels and cropped at
 the centre and the four corners, each with its mirror: ten views. Views are plain NumPy, so
-they work for every target kind (Keras, SavedModel, ONNX) alike.
+they work for every target kind (Keras, SavedModel, ONNX) alike, and they are the reference
+the exports' in-graph views (`export.tta`) are checked against.
 """
 
 from __future__ import annotations
@@ -16,7 +17,17 @@ import numpy as np
 from emotionkit.errors import EmotionkitError
 
 TTA_MODES = ("none", "hflip", "hflip_crops")
+VIEW_COUNTS = {"none": 1, "hflip": 2, "hflip_crops": 10}  # forward passes per image
 CROP_PAD = 2
+
+
+def crop_corners(pad: int = CROP_PAD) -> tuple[tuple[int, int], ...]:
+    """(top, left) of the centre and four corner crops in the image padded by `pad`.
+
+    The export's TensorFlow views (`export_formats.tta_views`) crop at the same offsets in
+    the same order, so a test can compare them with `views` view by view.
+    """
+    return (pad, pad), (0, 0), (0, 2 * pad), (2 * pad, 0), (2 * pad, 2 * pad)
 
 
 def views(images: np.ndarray, mode: str) -> Iterator[np.ndarray]:
@@ -58,5 +69,5 @@ def _pad_and_crop(images: np.ndarray, pad: int) -> Iterator[np.ndarray]:
     """Centre and four corner crops of the reflect-padded images: shifts of up to `pad` px."""
     height, width = images.shape[1:3]
     padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
-    for top, left in ((pad, pad), (0, 0), (0, 2 * pad), (2 * pad, 0), (2 * pad, 2 * pad)):
+    for top, left in crop_corners(pad):
         yield padded[:, top : top + height, left : left + width]
