@@ -74,7 +74,8 @@ def export(
     tta: str | None = typer.Option(
         None,
         "--tta",
-        help="none, or hflip: the artifacts average each face with its mirror.",
+        help="none; hflip: the artifacts average each face with its mirror; hflip_crops: "
+        "over 10 views (5 crops and their mirrors).",
         show_default="the run recipe's export.tta",
     ),
 ) -> None:

@@ -25,7 +25,7 @@ EXTRA_METADATA_KEYS = (
     "export_parity_max_abs_diff",
     "pixel_mean",
     "pixel_std",
-    "tta",  # `hflip`: the model averages each face with its mirror (export.tta)
+    "tta",  # `hflip` / `hflip_crops`: the model averages 2 / 10 views of each face
 )
 
 
