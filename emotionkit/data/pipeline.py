@@ -15,6 +15,9 @@ from emotionkit.data.registry import AugmentOp
 from emotionkit.data.spec import DataSpec
 from emotionkit.data.types import SplitData
 
+BatchTargets = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""`(float32 images 0-255, float32 targets) -> float32 targets` for one train batch."""
+
 
 def build_dataset(
     split: SplitData,
@@ -26,6 +29,7 @@ def build_dataset(
     augment: list[AugmentOp] | None = None,
     class_sampling: list[float] | None = None,
     epochs: range = range(1),
+    batch_targets: BatchTargets | None = None,
 ) -> Any:
     """Batches of (float32 images 0-255, float32 target distributions).
 
@@ -48,12 +52,15 @@ def build_dataset(
             (vectorised layers are faster; MixUp/CutMix need the targets).
         class_sampling: oversample: each image is drawn from class c with this probability.
         epochs: the epochs (0-based) a training dataset covers, e.g. `range(k, 30)`.
+        batch_targets: replaces each train batch's targets after augmentation, from the
+            batch's images and targets (NumPy, called on the host): distillation's teacher
+            (`training.distill.TeacherTargets`) sees exactly the images the model sees.
     """
     from emotionkit.installed import tensorflow_available
 
     if not tensorflow_available():
         return _array_dataset(split, num_classes, batch_size, training, seed, augment,
-                              class_sampling, epochs)  # fmt: skip
+                              class_sampling, epochs, batch_targets)  # fmt: skip
     import tensorflow as tf
 
     if not training:
@@ -68,7 +75,7 @@ def build_dataset(
     for epoch in epochs:
         one_epoch = _train_epoch(
             split, images_and_labels, num_classes, batch_size, steps,
-            epoch_seed(seed, epoch), augment, class_sampling,
+            epoch_seed(seed, epoch), augment, class_sampling, batch_targets,
         )  # fmt: skip
         stream = one_epoch if stream is None else stream.concatenate(one_epoch)
     if stream is None:
@@ -85,6 +92,7 @@ def _array_dataset(
     augment: list[AugmentOp] | None,
     class_sampling: list[float] | None,
     epochs: range,
+    batch_targets: BatchTargets | None = None,
 ) -> Any:
     """`build_dataset` where TensorFlow is not installed (a JAX-only host): NumPy batches."""
     from emotionkit.data import array_batches
@@ -96,7 +104,10 @@ def _array_dataset(
 
         raise host_needs_tensorflow()
     seeds = [epoch_seed(seed, epoch) for epoch in epochs]
-    return array_batches.training_stream(split, num_classes, batch_size, seeds, class_sampling)
+    stream = array_batches.training_stream(split, num_classes, batch_size, seeds, class_sampling)
+    if batch_targets is None:
+        return stream
+    return ((images, batch_targets(images, targets)) for images, targets in stream)
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -113,6 +124,7 @@ def _train_epoch(
     seed: int,
     augment: list[AugmentOp] | None,
     class_sampling: list[float] | None,
+    batch_targets: BatchTargets | None = None,
 ) -> Any:
     import tensorflow as tf
 
@@ -135,7 +147,24 @@ def _train_epoch(
             num_parallel_calls=tf.data.AUTOTUNE if stateless else None,
             deterministic=True,
         )
+    if batch_targets is not None:  # after augmentation: it sees the images the model sees
+        dataset = dataset.map(
+            _host_targets_fn(batch_targets), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+        )
     return dataset
+
+
+def _host_targets_fn(batch_targets: BatchTargets) -> Callable[[Any, Any], tuple[Any, Any]]:
+    """`batch_targets` inside `tf.data.map`, through `tf.numpy_function`."""
+    import tensorflow as tf
+
+    def replace_targets(images: Any, targets: Any) -> tuple[Any, Any]:
+        images = tf.cast(images, tf.float32)
+        new = tf.numpy_function(batch_targets, [images, targets], tf.float32, stateful=False)
+        new.set_shape(targets.shape)
+        return images, new
+
+    return replace_targets
 
 
 def _targets_fn(split: SplitData, num_classes: int) -> Callable[[Any, Any], tuple[Any, Any]]:

@@ -229,6 +229,33 @@ class EarlyStoppingSpec(Section):
     )
 
 
+class DistillSpec(Section):
+    """Knowledge distillation (Hinton et al. 2015): learn from an ONNX teacher's predictions
+    as well as from the labels (docs/training.md, section Distillation)."""
+
+    teacher: str = Field(
+        description="The teacher: an emotionkit ONNX export (`.onnx` file or run directory "
+        "with `export/model.onnx`) or a bundled model's name (`fer2013-cpu`). It runs with "
+        "onnxruntime on the host, on the same augmented images as the student; its classes "
+        "must include the data's (matched by name) and its input size and channels must be "
+        "`data.image_size` and `data.channels`.",
+    )
+    alpha: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="Weight of the teacher in the training target: (1 - alpha) * labels + "
+        "alpha * softmax(teacher_logits / temperature). 0: labels only; 1: the teacher only.",
+    )
+    temperature: float = Field(
+        1.0,
+        gt=0.0,
+        description="Softens the teacher's distribution (T > 1 spreads its probability over "
+        "the runner-up classes). The student's own softmax stays at T = 1, so the loss needs "
+        "no T^2 rescaling.",
+    )
+
+
 class TrainSpec(Section):
     """How the model is fitted."""
 
@@ -281,6 +308,11 @@ class TrainSpec(Section):
         "head keeps the full rate.",
     )
 
+    distill: DistillSpec | None = Field(
+        None,
+        description="Train against a mix of the labels and a teacher model's softened "
+        "predictions (`teacher`, `alpha`, `temperature`). `null`: labels only.",
+    )
     loggers: list[Annotated[str, NameIn(LOGGERS)]] = Field(
         default_factory=list,
         description="Experiment trackers that record the run: the recipe as parameters, "

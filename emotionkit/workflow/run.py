@@ -355,10 +355,13 @@ def _place_augmentation(
     from emotionkit.data.augment import augment_placement, build_device_augment_fn
     from emotionkit.installed import tensorflow_available
     from emotionkit.training.device_augment import augment_in_train_step
+    from emotionkit.training.distill import teacher_placement
 
     placement, reason = augment_placement(
         recipe.data.augment_on, choice.gpu_visible, tensorflow_available()
     )
+    if recipe.train.distill is not None and recipe.data.augment:  # the teacher is on the host
+        placement, reason = teacher_placement(placement, reason, tensorflow_available())
     update_manifest(run_dir, augment_on={"placement": placement, "reason": reason})
     if recipe.data.augment:
         console.print(f"augmentation: {placement} ({reason})", highlight=False)

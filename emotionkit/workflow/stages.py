@@ -25,8 +25,8 @@ if TYPE_CHECKING:
 
 
 def check_inputs(recipe: Recipe) -> None:
-    """What can be checked before a run directory exists: the data source, the weights and
-    the loggers' libraries.
+    """What can be checked before a run directory exists: the data source, the weights, the
+    loggers' libraries and the distillation teacher.
 
     Raises:
         DataError, ModelError, EmotionkitError: naming the recipe field and the missing
@@ -40,6 +40,10 @@ def check_inputs(recipe: Recipe) -> None:
     check_loggers_installed(recipe.train)
     if recipe.model.weights is not None:
         resolve_weights_path(recipe.model.weights)
+    if recipe.train.distill is not None:
+        from emotionkit.training.distill import check_distill
+
+        check_distill(recipe.train.distill, recipe.data)
 
 
 @dataclass
@@ -114,17 +118,24 @@ def split_datasets(
     """The train stream (a function of the epochs it covers) and a dataset per other split.
 
     With `augment_on` `device` the train stream carries plain pixels: the train step augments.
+    With `train.distill` its targets mix in the teacher's (`training.distill`).
     """
     from emotionkit.data.pipeline import build_dataset
+    from emotionkit.training.distill import build_teacher_targets
 
     spec, data, balance = recipe.data, prepared.loaded, prepared.balance
     host_augment = spec.augment if augment_on == "host" else None
+    distill = recipe.train.distill
+    teacher = (
+        build_teacher_targets(distill, data, augmented=bool(spec.augment)) if distill else None
+    )
 
     def train_stream(epochs: range) -> Any:
         return build_dataset(
             data.splits["train"], data.num_classes, spec.batch_size, training=True,
             seed=recipe.seed, augment=host_augment,
             class_sampling=balance["sampling"] if balance else None, epochs=epochs,
+            batch_targets=teacher,
         )  # fmt: skip
 
     datasets = {
@@ -245,17 +256,18 @@ def evaluate_best(
 ) -> dict[str, Any]:
     """Score the best checkpoint on val (and test), and save the export parity reference.
 
-    With `export.tta: hflip` the scores are those of the exported models (mean logits of each
-    image and its mirror), and each split also gets its `single_view` accuracy and macro-F1.
-    Accuracy is against the majority class of soft targets; distribution targets add their
-    distances to the votes, multi-label targets their thresholded scores (`target_metrics`).
+    With `export.tta` `hflip` or `hflip_crops` the scores are those of the exported models
+    (mean logits over each image's views: 2 or 10 forward passes), and each split also gets
+    its `single_view` accuracy and macro-F1. Accuracy is against the majority class of soft
+    targets; distribution targets add their distances to the votes, multi-label targets their
+    thresholded scores (`target_metrics`).
     """
     import keras
     import numpy as np
 
-    from emotionkit.evaluate.metrics import dataset_metrics
     from emotionkit.evaluate.target_metrics import target_metrics
     from emotionkit.export import write_parity_reference
+    from emotionkit.tta import tta_logits
 
     best = keras.saving.load_model(run_dir / "checkpoints" / "best.keras", compile=False)
     metrics: dict[str, Any] = {"best_epoch": best_epoch, "monitor": recipe.train.monitor}
@@ -263,7 +275,7 @@ def evaluate_best(
     for name in ("val", "test"):
         if name in datasets:
             metrics[name] = {
-                **dataset_metrics(best, datasets[name], names, tta),
+                **_split_metrics(best, datasets[name], names, tta),
                 **target_metrics(
                     data.targets,
                     best,
@@ -280,19 +292,48 @@ def evaluate_best(
                 thresholds = [per_class[class_name]["threshold"] for class_name in names]
     images = np.concatenate([x for x, _ in datasets["val"].as_numpy_iterator()])
     images = images[: recipe.export.parity_samples]
+
+    def logits_of(batch: np.ndarray) -> np.ndarray:
+        return np.asarray(best.predict_on_batch(np.ascontiguousarray(batch)))
+
     write_parity_reference(
         run_dir,
         images,
-        np.asarray(best.predict_on_batch(images)),
-        mirror_logits=np.asarray(best.predict_on_batch(np.ascontiguousarray(images[:, :, ::-1]))),
+        logits_of(images),
+        mirror_logits=logits_of(images[:, :, ::-1]),
+        crops_logits=tta_logits(logits_of, images, "hflip_crops"),
     )
     write_json(run_dir / "metrics.json", metrics)
     return metrics
 
 
+def _split_metrics(model: Any, dataset: Any, class_names: list[str], tta: str) -> dict[str, Any]:
+    """`classification_metrics` of the mean logits over the `tta` views (`emotionkit.tta`, any
+    mode), with the single-view accuracy and macro-F1 under `single_view`."""
+    from emotionkit.evaluate.metrics import classification_metrics, dataset_metrics
+    from emotionkit.evaluate.target_metrics import logits_and_targets
+
+    single_view = dataset_metrics(model, dataset, class_names, "none")
+    if tta == "none":
+        return single_view
+    logits, targets = logits_and_targets(model, dataset, tta)
+    return {
+        **classification_metrics(targets.argmax(axis=-1), logits, class_names),
+        "tta": tta,
+        "single_view": {key: single_view[key] for key in ("accuracy", "macro_f1")},
+    }
+
+
+TTA_NAMES = {"hflip": "mirror TTA", "hflip_crops": "10-view TTA"}  # for the console line
+
+
 def describe_best(best_epoch: int, val: dict[str, Any]) -> str:
     """`best epoch 12: val accuracy 0.6580 (mirror TTA; single view 0.6442), ...`."""
-    tta = f" (mirror TTA; single view {val['single_view']['accuracy']:.4f})" if "tta" in val else ""
+    tta = (
+        f" ({TTA_NAMES[val['tta']]}; single view {val['single_view']['accuracy']:.4f})"
+        if "tta" in val
+        else ""
+    )
     return (
         f"best epoch {best_epoch}: val accuracy {val['accuracy']:.4f}{tta}, "
         f"val macro-F1 {val['macro_f1']:.4f}"
