@@ -7,7 +7,7 @@ reference (validation images + the training backend's logits of them, of their m
 and their ten-view mean) is written by the training run, so the check compares the artifacts
 with the model as it was trained, across backends; with `export.tta: hflip` the reference is
 the mean of the plain and mirror logits, with `hflip_crops` the stored ten-view mean (computed
-on NumPy views, `evaluate.tta.views`, so it does not share the in-graph TensorFlow views).
+on NumPy views, `tta.views`, so it does not share the in-graph TensorFlow views).
 
 Artifacts are built in `export/.staging/` and moved into `export/` only when their parity
 check passes: a failed export leaves `export.json` (with the numbers) and nothing that looks
@@ -29,7 +29,6 @@ import numpy as np
 from emotionkit.errors import EmotionkitError, ExportError
 from emotionkit.evaluate.metrics import softmax
 from emotionkit.evaluate.target_metrics import sigmoid
-from emotionkit.evaluate.tta import mean_logits, tta_logits
 from emotionkit.export_formats import (
     artifact_metadata,
     is_multi_label,
@@ -43,6 +42,7 @@ from emotionkit.export_spec import ExportSpec
 from emotionkit.models.float32 import load_float32_model
 from emotionkit.recipe import load_recipe
 from emotionkit.runs import package_versions, write_json
+from emotionkit.tta import mean_logits, tta_logits
 
 REFERENCE_FILE = "parity_reference.npz"
 CROPS_KEY = "hflip_crops_logits"  # the reference's ten-view mean logits
@@ -88,7 +88,7 @@ def write_parity_reference(
             an `export.tta: hflip` export (mean of both), so the TTA setting can change at
             export time.
         crops_logits: its mean logits over the ten `hflip_crops` views of `images`
-            (`evaluate.tta.tta_logits`), the reference of an `export.tta: hflip_crops` export.
+            (`tta.tta_logits`), the reference of an `export.tta: hflip_crops` export.
     """
     export_dir = run_dir / "export"
     export_dir.mkdir(parents=True, exist_ok=True)

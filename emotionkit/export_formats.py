@@ -110,7 +110,7 @@ def serving_function(model: Any, tta: str = "none", multi_label: bool = False) -
     """
     import tensorflow as tf
 
-    from emotionkit.evaluate.tta import VIEW_COUNTS
+    from emotionkit.tta import VIEW_COUNTS
 
     _, size, _, channels = model.input_shape
     spec = tf.TensorSpec([None, size, size, channels], tf.float32, name="image")
@@ -128,7 +128,7 @@ def serving_function(model: Any, tta: str = "none", multi_label: bool = False) -
 
 
 def tta_views(image: Any, tta: str) -> Any:
-    """The views of `evaluate.tta.views(image, tta)` in TensorFlow, stacked on the batch axis.
+    """The views of `tta.views(image, tta)` in TensorFlow, stacked on the batch axis.
 
     (N, H, W, C) -> (V*N, H, W, C), view-major: the image, then (`hflip_crops`) its crops
     of the reflect-padded image at `crop_corners`, then the same for the mirror image. Only
@@ -136,7 +136,7 @@ def tta_views(image: Any, tta: str) -> Any:
     """
     import tensorflow as tf
 
-    from emotionkit.evaluate.tta import CROP_PAD, TTA_MODES, crop_corners
+    from emotionkit.tta import CROP_PAD, TTA_MODES, crop_corners
 
     if tta not in TTA_MODES:
         raise ExportError(f"export.tta must be one of {', '.join(TTA_MODES)}, got {tta!r}")

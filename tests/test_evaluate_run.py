@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from emotionkit.cli import app
 from emotionkit.errors import DataError, EmotionkitError
 from emotionkit.evaluate.targets import run_class_names
-from emotionkit.evaluate.tta import tta_logits, views
+from emotionkit.tta import tta_logits, views
 
 
 @pytest.fixture(scope="module")
@@ -132,8 +132,7 @@ def test_a_test_only_image_folder_is_scored_reading_only_that_split(
     def no_train_decoding(paths: list[Path], *args: object) -> None:
         raise AssertionError(f"decoded the whole source: {paths[0]} ...")
 
-    for decoder in ("decode_images", "cached_decode"):
-        monkeypatch.setattr(image_folder, decoder, no_train_decoding)
+    monkeypatch.setattr(image_folder, "decode_files", no_train_decoding)
     again = evaluate(trained_run, data=root, split="test", out=tmp_path / "with-train")
     assert again.metrics["accuracy"] == scored.metrics["accuracy"]
 

@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 
 from emotionkit.errors import ExportError
-from emotionkit.evaluate.tta import TTA_MODES, tta_logits, views
 from emotionkit.export import CROPS_KEY, REFERENCE_FILE, _parity_reference, export_run
 from emotionkit.export_formats import (
     METADATA_FILE,
@@ -27,6 +26,7 @@ from emotionkit.export_formats import (
     tta_views,
 )
 from emotionkit.recipe import load_recipe
+from emotionkit.tta import TTA_MODES, tta_logits, views
 from emotionkit.workflow.stages import describe_best
 from tests.conftest import REPO, TINY_OVERRIDES
 
@@ -169,7 +169,7 @@ def test_cli_export_tta_option_overrides_the_recipe(tta_run: Path, tmp_path: Pat
 
 @pytest.mark.parametrize("mode", TTA_MODES)
 def test_graph_views_equal_the_numpy_views_pixel_for_pixel(mode: str) -> None:
-    """The exports' TensorFlow views (eager and traced) are `evaluate.tta.views`, stacked."""
+    """The exports' TensorFlow views (eager and traced) are `tta.views`, stacked."""
     import tensorflow as tf
 
     rng = np.random.default_rng(0)
@@ -198,7 +198,7 @@ def test_ten_view_exports_pass_the_gate_and_say_so(crops_run: Path) -> None:
 
 
 def test_ten_view_exports_are_the_numpy_ten_view_mean_of_keras(crops_run: Path) -> None:
-    """ONNX and SavedModel against `evaluate.tta` on this backend's Keras logits."""
+    """ONNX and SavedModel against `emotionkit.tta` on this backend's Keras logits."""
     import keras
     import onnx
 

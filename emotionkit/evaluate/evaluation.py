@@ -23,9 +23,9 @@ from emotionkit.evaluate.eval_data import load_eval_split
 from emotionkit.evaluate.metrics import evaluation_metrics
 from emotionkit.evaluate.target_metrics import multi_label_metrics
 from emotionkit.evaluate.targets import Target, load_target
-from emotionkit.evaluate.tta import tta_logits
 from emotionkit.recipe import load_recipe
 from emotionkit.runs import write_json
+from emotionkit.tta import tta_logits
 
 MAX_STORED_IMAGE_BYTES = 64 * 2**20
 """Above this the split's pixels are not copied into predictions.npz (galleries go blank)."""
@@ -57,7 +57,7 @@ def evaluate(
             the target's run, with its saved split. An image folder needs only the asked
             split's folder (`ROOT/test/<class>/*` for `split="test"`).
         split: `train`, `val` or `test` (when the source has one).
-        tta: `none`, `hflip` or `hflip_crops` (see `emotionkit.evaluate.tta`); default: the
+        tta: `none`, `hflip` or `hflip_crops` (see `emotionkit.tta`); default: the
             run's `export.tta` for a run directory (so the scores reproduce its
             `metrics.json`), `none` for a model file (an export made with `export.tta: hflip`
             already averages the mirror views inside).

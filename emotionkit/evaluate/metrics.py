@@ -26,7 +26,7 @@ def dataset_metrics(model: Any, dataset: Any, class_names: list[str], tta: str) 
     """`classification_metrics` of a model on a dataset; with `tta="hflip"`, of the mean logits
     of each image and its mirror (what an `export.tta: hflip` export scores), plus the
     single-view accuracy and macro-F1 under `single_view`."""
-    from emotionkit.evaluate.tta import mean_logits
+    from emotionkit.tta import mean_logits
 
     logits, labels = predict_logits(model, dataset)
     if tta == "none":

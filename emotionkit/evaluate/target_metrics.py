@@ -43,7 +43,7 @@ def target_metrics(
 
 def logits_and_targets(model: Any, dataset: Any, tta: str) -> tuple[np.ndarray, np.ndarray]:
     """Logits (through the `tta` views) and the target rows of every batch of a dataset."""
-    from emotionkit.evaluate.tta import tta_logits
+    from emotionkit.tta import tta_logits
 
     logits, targets = [], []
     for images, rows in dataset.as_numpy_iterator():
