@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -122,6 +123,19 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path: Path) -> Non
     assert {"epoch_lr", "epoch_macro_f1"} <= tensorboard_scalars(whole / "tensorboard" / "train")
     validation = tensorboard_scalars(whole / "tensorboard" / "validation")
     assert {"epoch_macro_f1", "confusion_matrix"} <= validation
+
+    # A run stopped after its last epoch (in evaluation or export) resumes with no epoch left.
+    stopped = tmp_path / "stopped" / whole.name
+    shutil.copytree(whole, stopped)
+    (stopped / "metrics.json").unlink()
+    manifest = json.loads((stopped / "manifest.json").read_text())
+    (stopped / "manifest.json").write_text(json.dumps({**manifest, "status": "failed"}))
+    finished = resume(stopped)
+    assert json.loads((stopped / "manifest.json").read_text())["status"] == "completed"
+    assert history(stopped) == history(whole)  # no epoch trained again
+    assert finished.metrics["val"]["accuracy"] == pytest.approx(
+        json.loads((whole / "metrics.json").read_text())["val"]["accuracy"]
+    )
 
 
 def tensorboard_scalars(log_dir: Path) -> set[str]:

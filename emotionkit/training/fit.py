@@ -304,11 +304,12 @@ def _build_compiled_state(model: Any, val_data: Any) -> None:
 def _phases(spec: TrainSpec, start: int) -> list[tuple[int, int, bool]]:
     """`(first_epoch, stop_epoch, unfreezes_first)` of the fit calls still to run from `start`.
 
-    A run resumed inside phase two has its backup's unfrozen, recompiled model already.
+    A run resumed inside phase two has its backup's unfrozen, recompiled model already. A run
+    whose last epoch was backed up (stopped during evaluation or export) has none left.
     """
     boundary = spec.unfreeze_at_epoch
-    if boundary is None:
-        return [(start, spec.epochs, False)]
-    if start >= boundary:
-        return [(start, spec.epochs, False)]
-    return [(start, boundary, False), (boundary, spec.epochs, True)]
+    if boundary is None or start >= boundary:
+        phases = [(start, spec.epochs, False)]
+    else:
+        phases = [(start, boundary, False), (boundary, spec.epochs, True)]
+    return [(first, stop, unfreezes) for first, stop, unfreezes in phases if first < stop]
