@@ -10,7 +10,7 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,9 +50,10 @@ class RunInterrupted(KeyboardInterrupt):
 
 
 @contextlib.contextmanager
-def _true_status(run_dir: Path, console: Console) -> Iterator[None]:
+def _true_status(run_dir: Path, console: Console, wall: Callable[[], float]) -> Iterator[None]:
     """Whatever stops the stages, the manifest says so: `interrupted` (Ctrl-C, SIGTERM)
-    with the command that resumes, or `failed` with the one-line cause."""
+    with the command that resumes, or `failed` with the one-line cause; and how long the run
+    has taken so far (`wall()`), which a resume adds its own time to."""
 
     def on_sigterm(signum: int, frame: Any) -> None:
         raise RunInterrupted("SIGTERM")
@@ -62,7 +63,7 @@ def _true_status(run_dir: Path, console: Console) -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt:
-        update_manifest(run_dir, status="interrupted")
+        update_manifest(run_dir, status="interrupted", wall_seconds=wall())
         console.print(
             f"interrupted: resume with `emotionkit train --resume {run_dir}`",
             highlight=False,
@@ -70,10 +71,11 @@ def _true_status(run_dir: Path, console: Console) -> Iterator[None]:
         )
         raise
     except TrainingFailedError:
-        raise  # already `failed`, with the epoch and step
+        update_manifest(run_dir, wall_seconds=wall())  # already `failed`, with epoch and step
+        raise
     except Exception as error:
         cause = str(error).splitlines()[0] if str(error) else type(error).__name__
-        update_manifest(run_dir, status="failed", error=cause)
+        update_manifest(run_dir, status="failed", error=cause, wall_seconds=wall())
         raise
     finally:
         if main_thread:
@@ -124,9 +126,9 @@ def train(
         distribution=plan,
     )
     metrics, export = _run_logged(
-        recipe, choice, (distribution, plan), run_dir, console, callbacks, resuming=False
-    )
-    update_manifest(run_dir, status="completed", wall_seconds=round(time.time() - started, 1))
+        recipe, choice, (distribution, plan), run_dir, console, callbacks,
+        resuming=False, wall=lambda: round(time.time() - started, 1),
+    )  # fmt: skip
     return TrainResult(run_dir, metrics, export)
 
 
@@ -166,11 +168,11 @@ def resume(
         resumed=int(manifest.get("resumed", 0)) + 1,
         distribution=plan,
     )
+    before = float(manifest.get("wall_seconds") or 0.0)  # the earlier sessions' time
     metrics, export = _run_logged(
-        recipe, choice, (distribution, plan), run_dir, console, callbacks, resuming=True
-    )
-    wall = float(manifest.get("wall_seconds") or 0.0) + time.time() - started
-    update_manifest(run_dir, status="completed", wall_seconds=round(wall, 1))
+        recipe, choice, (distribution, plan), run_dir, console, callbacks,
+        resuming=True, wall=lambda: round(before + time.time() - started, 1),
+    )  # fmt: skip
     return TrainResult(run_dir, metrics, export)
 
 
@@ -183,14 +185,20 @@ def _run_logged(
     callbacks: list[Any] | None,
     *,
     resuming: bool,
+    wall: Callable[[], float],
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The stages, with the manifest's true status and the recipe's loggers around them."""
-    with _true_status(run_dir, console), _loggers(recipe, run_dir, distributed[0]) as loggers:
+    """The stages, with the manifest's true status and the recipe's loggers around them;
+    `wall()` is the run's time so far (every session of it), recorded however it ends."""
+    with (
+        _true_status(run_dir, console, wall),
+        _loggers(recipe, run_dir, distributed[0]) as loggers,
+    ):
         metrics, export = _run_stages(
             recipe, choice, distributed, run_dir, console, callbacks, resuming=resuming,
             loggers=loggers,
         )  # fmt: skip
         _finish_loggers(loggers, run_dir, metrics)
+    update_manifest(run_dir, status="completed", wall_seconds=wall())
     return metrics, export
 
 
