@@ -21,7 +21,10 @@ from emotionkit.errors import EmotionkitError
 DEFAULT_MODEL = "fer2013-cpu"
 # Name -> file under assets_dir(). Registered here, in one place: a name is listed, picked by
 # `--model NAME` and resolved by `bundled_model_path` exactly when it is a key.
-BUNDLED_FILES = {"fer2013-cpu": "fer2013_cpu.onnx"}
+BUNDLED_FILES = {
+    "fer2013-cpu": "fer2013_cpu.onnx",  # FER2013's 7 classes, one label per face
+    "ferplus-cpu": "ferplus_cpu.onnx",  # FER+'s 8 classes, trained on the 10 votes per face
+}
 PROVENANCE_KEYS = (
     "val_accuracy",
     "val_macro_f1",

@@ -66,7 +66,8 @@ def test_models_list_shows_the_bundled_model() -> None:
 
 @pytest.fixture
 def two_bundled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The shipped model and `SECOND` in a scratch assets folder, registered as bundled."""
+    """The shipped default model and `SECOND` in a scratch assets folder, the only two
+    registered as bundled (the mutated registry is the one every module imported)."""
     assets = tmp_path / "assets"
     assets.mkdir()
     shipped = bundled_model_path()
@@ -81,6 +82,8 @@ def two_bundled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         entry.value = changes.get(entry.key, entry.value)
     onnx.save(proto, str(assets / "second.onnx"))
     monkeypatch.setattr(bundled, "assets_dir", lambda: assets)
+    for other in set(bundled.BUNDLED_FILES) - {"fer2013-cpu"}:  # the shipped default only
+        monkeypatch.delitem(bundled.BUNDLED_FILES, other)
     monkeypatch.setitem(bundled.BUNDLED_FILES, SECOND, "second.onnx")
     return assets
 

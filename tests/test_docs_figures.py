@@ -13,9 +13,10 @@ marker). SOURCE is one of:
 
 - `bundled`: the default bundled model's ONNX `metadata_props`, plus `file_mb` (its size in
   MB of 10^6 bytes). Re-bundling the model changes these values, and the docs with them.
+  `bundled:NAME` is the bundled model called NAME.
 - `bundled-run/FILE`: FILE in the bundled model's training run as kept under
   `benchmarks/results/<model file stem>_<trained_at>/` (found from the metadata, so a new
-  bundle points at its own run's files).
+  bundle points at its own run's files); `bundled-run:NAME/FILE` for the model NAME.
 - `FILE.json` (or `FOLDER/FILE.json`) under `benchmarks/results/`.
 - `tests/NAME.py`: a module-level constant of a test (e.g. the tolerance a claim quotes).
 
@@ -42,6 +43,7 @@ from typing import Any
 
 import pytest
 
+from emotionkit.bundled import BUNDLED_FILES, DEFAULT_MODEL
 from tests.test_docs_markdown import (
     DOCS,
     PAGES,
@@ -71,33 +73,34 @@ _SUFFIX_SCALE = {"K": 1e3, "M": 1e6, "G": 1e9}
 
 
 @cache
-def bundled_metadata() -> dict[str, str]:
-    """The default bundled model's metadata_props (and its file size in MB)."""
+def bundled_metadata(name: str = DEFAULT_MODEL) -> dict[str, str]:
+    """A bundled model's metadata_props (and its file size in MB)."""
     import onnx
 
     from emotionkit.bundled import bundled_model_path
 
-    path = bundled_model_path()
+    path = bundled_model_path(name)
     proto = onnx.load(str(path), load_external_data=False)
     metadata = {entry.key: entry.value for entry in proto.metadata_props}
     metadata["file_mb"] = str(path.stat().st_size / 1e6)
     return metadata
 
 
-def bundled_run_dir() -> Path:
-    """`benchmarks/results/<stem>_<trained_at>/`: the bundled model's run, as committed."""
+def bundled_run_dir(name: str = DEFAULT_MODEL) -> Path:
+    """`benchmarks/results/<stem>_<trained_at>/`: a bundled model's run, as committed."""
     from emotionkit.bundled import bundled_model_path
 
-    stamp = bundled_metadata()["trained_at"][:19].replace(":", "-")
-    return RESULTS / f"{bundled_model_path().stem}_{stamp}"
+    stamp = bundled_metadata(name)["trained_at"][:19].replace(":", "-")
+    return RESULTS / f"{bundled_model_path(name).stem}_{stamp}"
 
 
 @cache
 def _load_source(source: str) -> Any:
-    if source == "bundled":
-        return bundled_metadata()
-    if source.startswith("bundled-run/"):
-        path = bundled_run_dir() / source.removeprefix("bundled-run/")
+    if source == "bundled" or source.startswith("bundled:"):
+        return bundled_metadata(source.partition(":")[2] or DEFAULT_MODEL)
+    if source.startswith("bundled-run"):
+        where, _, file = source.partition("/")
+        path = bundled_run_dir(where.partition(":")[2] or DEFAULT_MODEL) / file
     elif source.startswith("tests/") and source.endswith(".py"):
         return _module_constants(REPO / source)
     else:
@@ -220,16 +223,17 @@ def test_measurement_pages_name_a_source_for_their_figures(page: Path) -> None:
     assert "<!-- fig " in page.read_text(), f"{relative(page)} quotes no figure with a source"
 
 
-def test_the_bundled_models_run_is_kept_in_benchmarks_results() -> None:
-    """Re-bundling the model without committing its run's files would leave the docs quoting
+@pytest.mark.parametrize("name", sorted(BUNDLED_FILES))
+def test_the_bundled_models_run_is_kept_in_benchmarks_results(name: str) -> None:
+    """Re-bundling a model without committing its run's files would leave the docs quoting
     a run that is not the shipped model's."""
-    run = bundled_run_dir()
+    run = bundled_run_dir(name)
     assert (run / "metrics.json").is_file() and (run / "export.json").is_file(), (
         f"copy the bundled model's run files (metrics.json, export.json, manifest.json, "
         f"recipe.yaml, history.csv) to {run.relative_to(REPO)}"
     )
-    metadata = bundled_metadata()
-    metrics = source_value("bundled-run/metrics.json", "val")
+    metadata = bundled_metadata(name)
+    metrics = source_value(f"bundled-run:{name}/metrics.json", "val")
     assert matches(metadata["val_accuracy"], None, metrics["accuracy"])
     assert matches(metadata["val_macro_f1"], None, metrics["macro_f1"])
     assert int(metadata["val_images"]) == metrics["num_images"]

@@ -1,10 +1,11 @@
 """Ship a trained run's ONNX as the package's bundled model (maintainers).
 
     emotionkit train recipes/fer2013_cpu.yaml [data.source.path=DIR]
-    python docs/tools/bundle_model.py RUN_DIR ["the training command, as run"]
+    python docs/tools/bundle_model.py RUN_DIR ["the training command, as run"] [--name NAME]
 
-Copies RUN_DIR/export/model.onnx (it must have passed the parity gate) to
-emotionkit/assets/fer2013_cpu.onnx with the recipe, command, commit, data fingerprint and
+Copies RUN_DIR/export/model.onnx (it must have passed the parity gate) to the file
+`emotionkit.bundled.BUNDLED_FILES` names for NAME (default `fer2013-cpu`:
+emotionkit/assets/fer2013_cpu.onnx) with the recipe, command, commit, data fingerprint and
 validation metrics in its metadata, and the run's record (manifest.json, metrics.json,
 export/export.json, recipe.yaml, history.csv) to benchmarks/results/fer2013_cpu_<created>/,
 where the docs read the bundled model's figures (`tests/test_docs_figures.py` checks every
@@ -13,12 +14,12 @@ one of them against these files and the new metadata: run it and update the page
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
-import sys
 from pathlib import Path
 
-from emotionkit.bundled import bundle_run
+from emotionkit.bundled import DEFAULT_MODEL, bundle_run
 
 REPO = Path(__file__).resolve().parents[2]
 COMMAND = "emotionkit train recipes/fer2013_cpu.yaml"
@@ -36,7 +37,11 @@ def keep_run_record(run_dir: Path, model_file: Path) -> Path:
 
 
 if __name__ == "__main__":
-    run = Path(sys.argv[1])
-    bundled = bundle_run(run, command=sys.argv[2] if len(sys.argv) > 2 else COMMAND)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path)
+    parser.add_argument("command", nargs="?", default=COMMAND)
+    parser.add_argument("--name", default=DEFAULT_MODEL)
+    args = parser.parse_args()
+    bundled = bundle_run(args.run, name=args.name, command=args.command)
     print(bundled)
-    print(keep_run_record(run, bundled))
+    print(keep_run_record(args.run, bundled))
