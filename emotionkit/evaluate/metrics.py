@@ -13,28 +13,32 @@ import numpy as np
 from emotionkit.confusion import confusion_matrix
 
 
-def predict_logits(model: Any, dataset: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Logits and integer labels for every batch of a (images, one-hot labels) dataset."""
+def predict_logits(model: Any, dataset: Any, tta: str = "none") -> tuple[np.ndarray, np.ndarray]:
+    """Logits (the mean over the `tta` views) and integer labels for every batch of an
+    (images, one-hot or distribution targets) dataset."""
+    from emotionkit.tta import tta_logits
+
+    def logits_of(images: np.ndarray) -> np.ndarray:
+        return np.asarray(model.predict_on_batch(np.ascontiguousarray(images)))
+
     logits, labels = [], []
-    for images, one_hot in dataset.as_numpy_iterator():
-        logits.append(np.asarray(model.predict_on_batch(images)))
-        labels.append(one_hot.argmax(axis=-1))
+    for images, targets in dataset.as_numpy_iterator():
+        logits.append(tta_logits(logits_of, images, tta))
+        labels.append(targets.argmax(axis=-1))
     return np.concatenate(logits), np.concatenate(labels)
 
 
 def dataset_metrics(model: Any, dataset: Any, class_names: list[str], tta: str) -> dict[str, Any]:
-    """`classification_metrics` of a model on a dataset; with `tta="hflip"`, of the mean logits
-    of each image and its mirror (what an `export.tta: hflip` export scores), plus the
-    single-view accuracy and macro-F1 under `single_view`."""
-    from emotionkit.tta import mean_logits
-
+    """`classification_metrics` of a model on a dataset, of the mean logits over the views of
+    `tta` (`emotionkit.tta`: what an export with that `export.tta` scores); with views, the
+    single-view accuracy and macro-F1 too, under `single_view`."""
     logits, labels = predict_logits(model, dataset)
-    if tta == "none":
-        return classification_metrics(labels, logits, class_names)
     single_view = classification_metrics(labels, logits, class_names)
-    mirrored, _ = predict_logits(model, dataset.map(lambda x, y: (x[:, :, ::-1], y)))  # NHWC
+    if tta == "none":
+        return single_view
+    averaged, _ = predict_logits(model, dataset, tta)
     return {
-        **classification_metrics(labels, mean_logits((logits, mirrored)), class_names),
+        **classification_metrics(labels, averaged, class_names),
         "tta": tta,
         "single_view": {key: single_view[key] for key in ("accuracy", "macro_f1")},
     }

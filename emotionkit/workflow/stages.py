@@ -265,6 +265,7 @@ def evaluate_best(
     import keras
     import numpy as np
 
+    from emotionkit.evaluate.metrics import dataset_metrics
     from emotionkit.evaluate.target_metrics import target_metrics
     from emotionkit.export import write_parity_reference
     from emotionkit.tta import tta_logits
@@ -275,7 +276,7 @@ def evaluate_best(
     for name in ("val", "test"):
         if name in datasets:
             metrics[name] = {
-                **_split_metrics(best, datasets[name], names, tta),
+                **dataset_metrics(best, datasets[name], names, tta),
                 **target_metrics(
                     data.targets,
                     best,
@@ -305,23 +306,6 @@ def evaluate_best(
     )
     write_json(run_dir / "metrics.json", metrics)
     return metrics
-
-
-def _split_metrics(model: Any, dataset: Any, class_names: list[str], tta: str) -> dict[str, Any]:
-    """`classification_metrics` of the mean logits over the `tta` views (`emotionkit.tta`, any
-    mode), with the single-view accuracy and macro-F1 under `single_view`."""
-    from emotionkit.evaluate.metrics import classification_metrics, dataset_metrics
-    from emotionkit.evaluate.target_metrics import logits_and_targets
-
-    single_view = dataset_metrics(model, dataset, class_names, "none")
-    if tta == "none":
-        return single_view
-    logits, targets = logits_and_targets(model, dataset, tta)
-    return {
-        **classification_metrics(targets.argmax(axis=-1), logits, class_names),
-        "tta": tta,
-        "single_view": {key: single_view[key] for key in ("accuracy", "macro_f1")},
-    }
 
 
 TTA_NAMES = {"hflip": "mirror TTA", "hflip_crops": "10-view TTA"}  # for the console line
