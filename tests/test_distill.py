@@ -209,7 +209,7 @@ def test_augmented_runs_score_every_batch_and_write_no_cache(
         ),
         (
             ["train.distill.teacher=no/such/teacher.onnx"],
-            r"train\.distill\.teacher: file not found",
+            r"train\.distill\.teacher: no/such/teacher\.onnx not found",
         ),
     ],
 )
@@ -239,7 +239,7 @@ def test_missing_teacher_exits_2_without_a_run_directory(tmp_path: Path) -> None
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert result.returncode == 2
-    assert "train.distill.teacher: file not found: missing.onnx" in result.stderr + result.stdout
+    assert "train.distill.teacher: missing.onnx not found" in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "runs").exists()
 

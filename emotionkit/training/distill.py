@@ -100,26 +100,6 @@ def teacher_placement(placement: str, reason: str, tensorflow: bool) -> tuple[st
     return "host", "train.distill: the teacher scores the augmented images on the host"
 
 
-def resolve_teacher_path(teacher: str) -> Path:
-    """The teacher's file or run directory, or a bundled model's file.
-
-    Raises:
-        RecipeError: neither an existing path nor a bundled name, naming `train.distill.teacher`.
-    """
-    from emotionkit.bundled import BUNDLED_FILES, bundled_model_path
-
-    path = Path(teacher)
-    if path.exists():
-        return path
-    if teacher in BUNDLED_FILES:
-        return bundled_model_path(teacher)
-    raise RecipeError(
-        f"{FIELD}: file not found: {teacher} (nor a bundled model: "
-        f"{', '.join(sorted(BUNDLED_FILES))}); give an exported .onnx file, a run directory "
-        "or a bundled model's name."
-    )
-
-
 def open_teacher(teacher: str) -> Teacher:
     """Open the teacher on the CPU and read its contract (classes, input size, channels).
 
@@ -129,9 +109,8 @@ def open_teacher(teacher: str) -> Teacher:
     from emotionkit.errors import DataError
     from emotionkit.predict.onnx_model import open_session
 
-    path = resolve_teacher_path(teacher)
-    try:
-        session, info = open_session(path)
+    try:  # a file, a run directory or a bundled name, resolved as `predict` resolves models
+        session, info = open_session(teacher)
     except DataError as error:
         raise RecipeError(f"{FIELD}: {error}") from None
     if info.multi_label:
