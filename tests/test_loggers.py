@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,18 @@ def tracker_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("WANDB_MODE", raising=False)
     for name in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
         monkeypatch.setenv(name, str(tmp_path / "wandb-home" / name.lower()))
+
+
+def wandb_artifacts(run_dir: Path, timeout: float = 60.0) -> list[Any]:
+    """The artifact records of the run's offline W&B file. W&B's writer process can append
+    the artifact after `finish` returns (seen once, on a loaded 2-core CI machine), so the
+    file is read again until one appears or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [r.artifact for r in wandb_records(run_dir) if r.HasField("artifact")]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)
 
 
 def wandb_records(run_dir: Path) -> list[Any]:
@@ -118,7 +131,7 @@ def test_artifacts_and_resume_reach_the_same_tracker_runs(tmp_path: Path) -> Non
     stored |= {a.path for a in again.client.list_artifacts(again.run_id, "export")}
     assert {"metrics.json", "export/model.onnx"} <= stored
     assert again.client.get_run(again.run_id).info.status == "FINISHED"
-    (artifact,) = [r.artifact for r in wandb_records(run_dir) if r.HasField("artifact")]
+    (artifact,) = wandb_artifacts(run_dir)
     assert {entry.path for entry in artifact.manifest.contents} == {
         "metrics.json",
         "export/model.onnx",
