@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import keras
+import numpy as np
 from rich.console import Console
 
 from emotionkit.models.freeze import unfreeze_all
@@ -265,14 +266,16 @@ def fit_model(
             callbacks[2:2] = loggers.fit_callbacks(val_data, class_names)
         if spec.optimizer.ema is not None:  # validate the averaged weights (swapped back after)
             callbacks.insert(0, keras.callbacks.SwapEMAWeights(swap_on_epoch=False))
+        stream = train_data(range(first, stop)) if callable(train_data) else train_data
+        stream, weights = class_weights_in_batches(stream, class_weight)
         try:
             result = model.fit(
-                train_data(range(first, stop)) if callable(train_data) else train_data,
+                stream,
                 validation_data=val_data,
                 steps_per_epoch=steps_per_epoch,  # one stream holds all remaining epochs
                 initial_epoch=first,
                 epochs=stop,
-                class_weight=class_weight,
+                class_weight=weights,
                 callbacks=[*callbacks, progress, *(extra_callbacks or [])],
                 shuffle=False,  # the stream is already shuffled, per epoch, from the seed
                 verbose=0,
@@ -288,6 +291,21 @@ def fit_model(
         checkpoint_dir=checkpoints,
         failure=nan_guard.failure,
     )
+
+
+def class_weights_in_batches(
+    stream: Any, class_weight: dict[int, float] | None
+) -> tuple[Any, dict[int, float] | None]:
+    """`(stream, class_weight)` for `fit`; a Python iterator (the TensorFlow-free NumPy
+    stream of `data.array_batches`) carries the weights in its batches instead.
+
+    Keras refuses `class_weight` for Python generators. Each batch then gets the sample
+    weights Keras would have made: the weight of the class each target row's argmax names.
+    """
+    if class_weight is None or not isinstance(stream, Iterator):
+        return stream, class_weight
+    table = np.asarray([class_weight[index] for index in range(len(class_weight))], np.float32)
+    return ((x, y, table[np.asarray(y).argmax(axis=-1)]) for x, y in stream), None
 
 
 def _build_compiled_state(model: Any, val_data: Any) -> None:
