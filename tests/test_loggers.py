@@ -37,23 +37,22 @@ def tracker_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         monkeypatch.setenv(name, str(tmp_path / "wandb-home" / name.lower()))
 
 
-def wandb_artifacts(run_dir: Path, timeout: float = 60.0) -> list[Any]:
-    """The artifact records of the run's offline W&B file. W&B's writer process can append
-    the artifact after `finish` returns (seen once, on a loaded 2-core CI machine), so the
-    file is read again until one appears or `timeout` seconds pass."""
+def wandb_records(run_dir: Path, timeout: float = 60.0) -> list[Any]:
+    """The records of the run's offline W&B file, once it is complete (its `exit` record
+    written): W&B's writer process can append the last records after `finish` returns, as
+    it did twice on a loaded 2-core CI machine."""
     deadline = time.monotonic() + timeout
     while True:
-        found = [r.artifact for r in wandb_records(run_dir) if r.HasField("artifact")]
-        if found or time.monotonic() > deadline:
-            return found
+        records = read_wandb_file(next((run_dir / "wandb").glob("offline-run-*/run-*.wandb")))
+        if any(r.HasField("exit") for r in records) or time.monotonic() > deadline:
+            return records
         time.sleep(0.5)
 
 
-def wandb_records(run_dir: Path) -> list[Any]:
-    """The records of the run's offline W&B file (LevelDB log format, W&B's own header)."""
+def read_wandb_file(path: Path) -> list[Any]:
+    """The records of an offline W&B file (LevelDB log format, W&B's own header)."""
     from wandb.proto import wandb_internal_pb2
 
-    path = next((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
     data, position, chunk, records = path.read_bytes(), 7, b"", []
     assert data[:4] == b":W&B"
     while position + 7 <= len(data):
@@ -131,7 +130,7 @@ def test_artifacts_and_resume_reach_the_same_tracker_runs(tmp_path: Path) -> Non
     stored |= {a.path for a in again.client.list_artifacts(again.run_id, "export")}
     assert {"metrics.json", "export/model.onnx"} <= stored
     assert again.client.get_run(again.run_id).info.status == "FINISHED"
-    (artifact,) = wandb_artifacts(run_dir)
+    (artifact,) = [r.artifact for r in wandb_records(run_dir) if r.HasField("artifact")]
     assert {entry.path for entry in artifact.manifest.contents} == {
         "metrics.json",
         "export/model.onnx",
