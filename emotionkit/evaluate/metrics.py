@@ -14,18 +14,24 @@ from emotionkit.confusion import confusion_matrix
 
 
 def predict_logits(model: Any, dataset: Any, tta: str = "none") -> tuple[np.ndarray, np.ndarray]:
-    """Logits (the mean over the `tta` views) and integer labels for every batch of an
-    (images, one-hot or distribution targets) dataset."""
+    """Logits (the mean over the `tta` views) and integer labels (the targets' argmax) for
+    every batch of an (images, one-hot or distribution targets) dataset."""
+    logits, targets = logits_and_targets(model, dataset, tta)
+    return logits, targets.argmax(axis=-1)
+
+
+def logits_and_targets(model: Any, dataset: Any, tta: str) -> tuple[np.ndarray, np.ndarray]:
+    """Logits (through the `tta` views) and the target rows of every batch of a dataset."""
     from emotionkit.tta import tta_logits
 
     def logits_of(images: np.ndarray) -> np.ndarray:
         return np.asarray(model.predict_on_batch(np.ascontiguousarray(images)))
 
-    logits, labels = [], []
-    for images, targets in dataset.as_numpy_iterator():
+    logits, targets = [], []
+    for images, rows in dataset.as_numpy_iterator():
         logits.append(tta_logits(logits_of, images, tta))
-        labels.append(targets.argmax(axis=-1))
-    return np.concatenate(logits), np.concatenate(labels)
+        targets.append(rows)
+    return np.concatenate(logits), np.concatenate(targets)
 
 
 def dataset_metrics(model: Any, dataset: Any, class_names: list[str], tta: str) -> dict[str, Any]:

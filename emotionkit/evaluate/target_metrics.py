@@ -19,7 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from emotionkit.evaluate.metrics import distribution_distances, jensen_shannon, softmax
+from emotionkit.evaluate.metrics import (
+    distribution_distances,
+    jensen_shannon,
+    logits_and_targets,
+    softmax,
+)
 
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)
 
@@ -39,17 +44,6 @@ def target_metrics(
         return {"distribution": distribution_metrics(targets, logits, ordinal)}
     thresholds = thresholds or choose_thresholds(targets, logits)
     return {"multi_label": multi_label_metrics(targets, logits, thresholds, class_names)}
-
-
-def logits_and_targets(model: Any, dataset: Any, tta: str) -> tuple[np.ndarray, np.ndarray]:
-    """Logits (through the `tta` views) and the target rows of every batch of a dataset."""
-    from emotionkit.tta import tta_logits
-
-    logits, targets = [], []
-    for images, rows in dataset.as_numpy_iterator():
-        logits.append(tta_logits(lambda x: np.asarray(model.predict_on_batch(x)), images, tta))
-        targets.append(rows)
-    return np.concatenate(logits), np.concatenate(targets)
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:

@@ -96,8 +96,14 @@ def prediction_record(prediction: Prediction) -> dict[str, Any]:
     if prediction.score is not None:
         record["face_score"] = round(prediction.score, 4)
     if prediction.landmarks is not None:
-        record["landmarks"] = [[round(x, 1), round(y, 1)] for x, y in prediction.landmarks]
+        record["landmarks"] = landmark_points(prediction)
     return record
+
+
+def landmark_points(prediction: Prediction) -> list[list[float]]:
+    """The detector's landmarks as `[[x, y], ...]` to 0.1 px, as `predict --out` and `serve`
+    answer them (empty without landmarks)."""
+    return [[round(x, 1), round(y, 1)] for x, y in prediction.landmarks or ()]
 
 
 def skipped_record(skipped: Skipped) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import Any
 
 from emotionkit.bundled import PROVENANCE_KEYS
 from emotionkit.predict import Predictor, build_detector
+from emotionkit.predict.outputs import landmark_points
 from emotionkit.predict.predictor import UNCERTAIN, FaceMode, Prediction
 from emotionkit.serve.images import decode_image
 
@@ -103,7 +104,7 @@ def face_json(prediction: Prediction) -> dict[str, Any]:
     if prediction.labels is not None:
         answer["labels"] = list(prediction.labels)
     if prediction.landmarks is not None:
-        answer["landmarks"] = [[round(x, 1), round(y, 1)] for x, y in prediction.landmarks]
+        answer["landmarks"] = landmark_points(prediction)
     return answer
 
 
