@@ -253,7 +253,7 @@ def student_recipe(alpha: float) -> Recipe:
         f"train.distill={{teacher: fer2013-cpu, alpha: {alpha}, temperature: 1.0}}",
         "data.augment=[{flip: {}}]",  # host augmentation: the teacher scores every batch
         "model.width=0.125",
-        "model.stage_blocks=[1, 1, 1, 1]",
+        "model.stage_blocks=[1, 1]",
         "train.epochs=4",
         "train.schedule.warmup_epochs=0.5",
         "train.optimizer.lr=0.01",

@@ -42,7 +42,11 @@ def test_run_directory_is_complete(trained_run: Path) -> None:
     manifest = json.loads((trained_run / "manifest.json").read_text())
     model_json = json.loads((trained_run / "model.json").read_text())
     assert model_json["parameters"] == manifest["parameters"]
-    assert model_json["flops_per_image"] > 0 and model_json["feature_map"] == [4, 4, 64]
+    assert model_json["flops_per_image"] > 0 and model_json["feature_map"] == [
+        16,
+        16,
+        16,
+    ]  # 32 px, stride 2 once
     assert manifest["pretrained"] is None and manifest["frozen"] == []
     assert manifest["status"] == "completed"
     assert manifest["runtime"]["backend"] == BACKEND

@@ -11,12 +11,12 @@ from rich.console import Console
 from emotionkit.models import build_model, model_summary
 from emotionkit.models.resnet import ResNetSpec
 from emotionkit.models.summary import summary_lines, summary_table
-from tests.conftest import REPO, TINY_OVERRIDES
+from tests.conftest import REPO, TINY_OVERRIDES, TINY_STAGE_BLOCKS
 from tests.test_cli import run_cli_concurrently
 
 
-def tiny_summary() -> dict:
-    spec = ResNetSpec(width=0.125, stage_blocks=[1, 1, 1, 1])
+def tiny_summary(stage_blocks: tuple[int, ...] = (1, 1, 1, 1)) -> dict:
+    spec = ResNetSpec(width=0.125, stage_blocks=list(stage_blocks))
     return model_summary(build_model(spec, image_size=32, channels=1, num_classes=7))
 
 
@@ -66,7 +66,7 @@ def cli_summaries() -> dict[str, subprocess.CompletedProcess[str]]:
 def test_cli_model_summary_json(cli_summaries: dict[str, subprocess.CompletedProcess[str]]) -> None:
     result = cli_summaries["tiny"]
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == json.loads(json.dumps(tiny_summary()))
+    assert json.loads(result.stdout) == json.loads(json.dumps(tiny_summary(TINY_STAGE_BLOCKS)))
 
 
 def test_cli_model_summary_bad_freeze_pattern_exits_2(
