@@ -110,8 +110,10 @@ def train(
     """
     console = console or Console()
     started = time.time()
+    # A missing folder, weights file or teacher stops before any run directory, and before
+    # the frameworks load: the error comes in a second, not after TensorFlow's import.
+    check_inputs(recipe)
     choice, distribution, plan = _start_runtime(recipe, console)
-    check_inputs(recipe)  # a missing folder or weights file stops before any run directory
     run_dir = create_run_dir(_writable_runs_dir(runs_dir, distribution), recipe.name)
     announce_run_dir(run_dir)
     (run_dir / "recipe.yaml").write_text(recipe.to_yaml())
