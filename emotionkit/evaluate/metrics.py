@@ -6,6 +6,8 @@ or an ONNX session, on either backend.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -13,38 +15,57 @@ import numpy as np
 from emotionkit.confusion import confusion_matrix
 
 
+@dataclass(frozen=True)
+class SplitLogits:
+    """A model's logits on every image of a split, from one pass over it (`split_logits`)."""
+
+    single_view: np.ndarray  # of each image itself: the first view of every TTA mode
+    averaged: np.ndarray  # the mean over the TTA mode's views (the single view for `none`)
+    targets: np.ndarray  # the dataset's target rows: one-hot, distributions or multi-hot
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Integer labels: the targets' argmax (the majority vote of soft targets)."""
+        return self.targets.argmax(axis=-1)
+
+
+def batch_logits(model: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """`model`'s logits of one NumPy batch; TTA views (strided slices) are made contiguous."""
+    return lambda images: np.asarray(model.predict_on_batch(np.ascontiguousarray(images)))
+
+
+def split_logits(model: Any, dataset: Any, tta: str = "none") -> SplitLogits:
+    """Every view of `tta` (`emotionkit.tta`) of every batch of an (images, targets) dataset,
+    scored once: the single-view and the view-averaged logits come from the same pass, since
+    each mode's first view is the image itself."""
+    from emotionkit.tta import mean_logits, views
+
+    logits_of = batch_logits(model)
+    single, averaged, targets = [], [], []
+    for images, rows in dataset.as_numpy_iterator():
+        per_view = [logits_of(view) for view in views(images, tta)]
+        single.append(np.asarray(per_view[0], np.float32))  # as `mean_logits` of one view
+        averaged.append(mean_logits(per_view))
+        targets.append(rows)
+    return SplitLogits(np.concatenate(single), np.concatenate(averaged), np.concatenate(targets))
+
+
 def predict_logits(model: Any, dataset: Any, tta: str = "none") -> tuple[np.ndarray, np.ndarray]:
     """Logits (the mean over the `tta` views) and integer labels (the targets' argmax) for
     every batch of an (images, one-hot or distribution targets) dataset."""
-    logits, targets = logits_and_targets(model, dataset, tta)
-    return logits, targets.argmax(axis=-1)
+    scored = split_logits(model, dataset, tta)
+    return scored.averaged, scored.labels
 
 
-def logits_and_targets(model: Any, dataset: Any, tta: str) -> tuple[np.ndarray, np.ndarray]:
-    """Logits (through the `tta` views) and the target rows of every batch of a dataset."""
-    from emotionkit.tta import tta_logits
-
-    def logits_of(images: np.ndarray) -> np.ndarray:
-        return np.asarray(model.predict_on_batch(np.ascontiguousarray(images)))
-
-    logits, targets = [], []
-    for images, rows in dataset.as_numpy_iterator():
-        logits.append(tta_logits(logits_of, images, tta))
-        targets.append(rows)
-    return np.concatenate(logits), np.concatenate(targets)
-
-
-def dataset_metrics(model: Any, dataset: Any, class_names: list[str], tta: str) -> dict[str, Any]:
-    """`classification_metrics` of a model on a dataset, of the mean logits over the views of
-    `tta` (`emotionkit.tta`: what an export with that `export.tta` scores); with views, the
-    single-view accuracy and macro-F1 too, under `single_view`."""
-    logits, labels = predict_logits(model, dataset)
-    single_view = classification_metrics(labels, logits, class_names)
+def split_metrics(scored: SplitLogits, class_names: list[str], tta: str) -> dict[str, Any]:
+    """`classification_metrics` of the mean logits over the views of `tta` (what an export
+    with that `export.tta` scores); with views, the single-view accuracy and macro-F1 too,
+    under `single_view`."""
+    single_view = classification_metrics(scored.labels, scored.single_view, class_names)
     if tta == "none":
         return single_view
-    averaged, _ = predict_logits(model, dataset, tta)
     return {
-        **classification_metrics(labels, averaged, class_names),
+        **classification_metrics(scored.labels, scored.averaged, class_names),
         "tta": tta,
         "single_view": {key: single_view[key] for key in ("accuracy", "macro_f1")},
     }

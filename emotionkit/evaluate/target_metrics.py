@@ -19,27 +19,21 @@ from typing import Any
 
 import numpy as np
 
-from emotionkit.evaluate.metrics import (
-    distribution_distances,
-    jensen_shannon,
-    logits_and_targets,
-    softmax,
-)
+from emotionkit.evaluate.metrics import distribution_distances, jensen_shannon, softmax
 
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)
 
 
 def target_metrics(
-    kind: str, model: Any, dataset: Any, class_names: list[str], tta: str,
+    kind: str, logits: np.ndarray, targets: np.ndarray, class_names: list[str],
     thresholds: list[float] | None = None, ordinal: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
-    """The `distribution` or `multi_label` scores of a model on a split (`{}` for `single`).
+    """The `distribution` or `multi_label` scores of a split's logits (`{}` for `single`).
 
     `thresholds`: the validation split's, for a test split; `None` chooses them here.
     """
     if kind not in ("distribution", "multi_label"):
         return {}
-    logits, targets = logits_and_targets(model, dataset, tta)
     if kind == "distribution":
         return {"distribution": distribution_metrics(targets, logits, ordinal)}
     thresholds = thresholds or choose_thresholds(targets, logits)

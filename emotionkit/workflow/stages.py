@@ -265,7 +265,7 @@ def evaluate_best(
     import keras
     import numpy as np
 
-    from emotionkit.evaluate.metrics import dataset_metrics
+    from emotionkit.evaluate.metrics import batch_logits, split_logits, split_metrics
     from emotionkit.evaluate.target_metrics import target_metrics
     from emotionkit.export import write_parity_reference
     from emotionkit.tta import tta_logits
@@ -275,14 +275,14 @@ def evaluate_best(
     tta, names, thresholds = recipe.export.tta, data.class_names, None
     for name in ("val", "test"):
         if name in datasets:
+            scored = split_logits(best, datasets[name], tta)  # one pass feeds every score
             metrics[name] = {
-                **dataset_metrics(best, datasets[name], names, tta),
+                **split_metrics(scored, names, tta),
                 **target_metrics(
                     data.targets,
-                    best,
-                    datasets[name],
+                    scored.averaged,
+                    scored.targets,
                     names,
-                    tta,
                     thresholds,
                     ordinal=recipe.data.ordinal,
                 ),
@@ -293,10 +293,7 @@ def evaluate_best(
                 thresholds = [per_class[class_name]["threshold"] for class_name in names]
     images = np.concatenate([x for x, _ in datasets["val"].as_numpy_iterator()])
     images = images[: recipe.export.parity_samples]
-
-    def logits_of(batch: np.ndarray) -> np.ndarray:
-        return np.asarray(best.predict_on_batch(np.ascontiguousarray(batch)))
-
+    logits_of = batch_logits(best)
     write_parity_reference(
         run_dir,
         images,
