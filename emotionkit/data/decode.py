@@ -106,7 +106,7 @@ def cached_decode(
             errors = json.loads(str(cached["errors"]))
     else:
         images, kept, errors = decode_images(paths, image_size, channels, "skip", faces)
-        _save_npz_atomically(cache_file, images=images, kept=kept, errors=json.dumps(errors))
+        save_npz_atomically(cache_file, images=images, kept=kept, errors=json.dumps(errors))
     raise_on_bad_files(errors, on_error)
     return images, kept, errors
 
@@ -126,7 +126,8 @@ def cache_dir() -> Path:
     return Path(os.environ.get("EMOTIONKIT_CACHE_DIR", default))
 
 
-def _save_npz_atomically(path: Path, **arrays: Any) -> None:
+def save_npz_atomically(path: Path, **arrays: Any) -> None:
+    """Write to a temporary name, then rename: a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial.npz")
     np.savez(partial, **arrays)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,7 +167,11 @@ def run_teacher(session: Any, images: np.ndarray) -> np.ndarray:
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax, shifted by the row maximum so that exp never overflows."""
+    """Row-wise softmax, shifted by the row maximum so that exp never overflows.
+
+    Not `evaluate.metrics.softmax`: the evaluate stage imports training, so training may not
+    import it back (the acyclic import contract).
+    """
     shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return shifted / shifted.sum(axis=-1, keepdims=True)
 
@@ -254,6 +257,7 @@ def train_split_logits(
     A cache file is used only when it lists exactly these images; otherwise the split is
     scored and the file (re)written. Data without a fingerprint is scored, not cached.
     """
+    from emotionkit.data.decode import save_npz_atomically
     from emotionkit.data.splits import content_hashes
 
     images = data.splits["train"].images
@@ -268,7 +272,7 @@ def train_split_logits(
             ]
         )[:, columns]
         if path is not None:
-            _write_cache(path, hashes, logits)
+            save_npz_atomically(path, hashes=np.asarray(hashes), logits=logits)
     return dict(zip(hashes, logits, strict=True))
 
 
@@ -313,12 +317,3 @@ def _read_cached(path: Path, hashes: list[str]) -> np.ndarray | None:
             return np.asarray(stored["logits"], dtype=np.float32)
     except (OSError, ValueError, KeyError, zipfile.BadZipFile):
         return None  # a torn or foreign file: score again and overwrite it
-
-
-def _write_cache(path: Path, hashes: list[str], logits: np.ndarray) -> None:
-    """Write to a temporary name, then rename: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    with partial.open("wb") as file:
-        np.savez(file, hashes=np.asarray(hashes), logits=logits)
-    os.replace(partial, path)
